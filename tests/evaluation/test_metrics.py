@@ -1,0 +1,78 @@
+"""Full-catalogue metrics against rankings worked by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tfrecall.evaluation.metrics import evaluate_embeddings, evaluate_ranking, group_pairs
+
+# Items: i0 = [1, 0], i1 = [0.5, 0], i2 = [0, 1].
+ITEMS = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]], np.float32)
+# u0 = [1, 0]   -> scores [1, .5, 0];   i0 excluded (training)  -> ranking i1, i2
+# u1 = [.1, 1]  -> scores [.1, .05, 1];  nothing excluded       -> ranking i2, i0, i1
+USERS = np.array([[1.0, 0.0], [0.1, 1.0]], np.float32)
+TARGETS = {0: {1}, 1: {0, 1}}
+EXCLUDE = {0: {0}}
+
+
+def test_recall_ndcg_hit_rate_by_hand():
+    m = evaluate_embeddings(USERS, ITEMS, TARGETS, EXCLUDE, ks=(1, 2, 3))
+    # Recall (per pair, 3 pairs): @1 u0 hit i1, u1 miss -> 1/3; @2 +i0 -> 2/3; @3 all -> 1.
+    assert m["recall@1"] == pytest.approx(1 / 3)
+    assert m["recall@2"] == pytest.approx(2 / 3)
+    assert m["recall@3"] == pytest.approx(1.0)
+    # NDCG (per user): u0 always 1 (hit at rank 1).
+    # u1 @1: 0; @2: (1/log2 3) / (1 + 1/log2 3); @3: (1/log2 3 + 1/log2 4) / (1 + 1/log2 3).
+    d2, d3 = 1 / math.log2(3), 1 / math.log2(4)
+    assert m["ndcg@1"] == pytest.approx((1 + 0) / 2)
+    assert m["ndcg@2"] == pytest.approx((1 + d2 / (1 + d2)) / 2)
+    assert m["ndcg@3"] == pytest.approx((1 + (d2 + d3) / (1 + d2)) / 2)
+    assert m["hit_rate@1"] == pytest.approx(0.5)
+    assert m["hit_rate@2"] == pytest.approx(1.0)
+    assert m["num_pairs"] == 3 and m["num_users"] == 2
+
+
+def test_excluded_target_is_dropped_and_unknown_item_is_a_miss():
+    # u0's target i0 is also a training item: dropped. u1 has an unknown item (-1): a miss.
+    m = evaluate_embeddings(USERS, ITEMS, {0: {0, 1}, 1: {2, -1}}, EXCLUDE, ks=(1,))
+    # pairs: u0 {1}, u1 {2, -1} -> 3 pairs; hits @1: u0 i1, u1 i2 -> 2/3.
+    assert m["num_pairs"] == 3
+    assert m["recall@1"] == pytest.approx(2 / 3)
+
+
+def test_k_larger_than_catalogue_and_batching_agree():
+    big = evaluate_embeddings(USERS, ITEMS, TARGETS, EXCLUDE, ks=(10,), batch_size=1)
+    assert big["recall@10"] == pytest.approx(1.0)
+
+
+def test_matches_numpy_full_sort_reference():
+    rng = np.random.default_rng(0)
+    users, items = rng.normal(size=(40, 8)), rng.normal(size=(200, 8))
+    targets = {u: set(rng.choice(200, 3, replace=False).tolist()) for u in range(40)}
+    exclude = {u: set(rng.choice(200, 5, replace=False).tolist()) for u in range(40)}
+    m = evaluate_embeddings(users, items, targets, exclude, ks=(20,), batch_size=7)
+    hits = pairs = 0
+    for u in range(40):  # independent reference: full argsort
+        s = (users[u] @ items.T).astype(np.float32)
+        s[list(exclude[u])] = -np.inf
+        top = set(np.argsort(-s)[:20].tolist())
+        t = targets[u] - exclude[u]
+        hits += len(t & top)
+        pairs += len(t)
+    assert m["recall@20"] == pytest.approx(hits / pairs)
+
+
+def test_group_pairs_maps_ids_and_skips_unknown_users():
+    g = group_pairs(
+        np.array(["a", "a", "zz"], object), np.array(["x", "nope", "x"], object),
+        {"a": 0}, {"x": 3},
+    )
+    assert g == {0: {3, -1}}
+
+
+def test_bad_score_shape_and_bad_k():
+    with pytest.raises(ValueError, match="score_fn returned"):
+        evaluate_ranking(lambda u: np.zeros((len(u), 2)), 3, TARGETS, {}, ks=(1,))
+    with pytest.raises(ValueError, match="ks must be positive"):
+        evaluate_ranking(lambda u: np.zeros((len(u), 3)), 3, TARGETS, {}, ks=(0,))

@@ -1,0 +1,1 @@
+"""Data: schema, readers, the synthetic world, splits and sample builders."""

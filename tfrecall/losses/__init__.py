@@ -1,0 +1,1 @@
+"""tfrecall.losses."""

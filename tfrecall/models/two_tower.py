@@ -1,0 +1,208 @@
+"""`TwoTowerModel`: user tower x item tower -> `(B, L)` scores, trained with `model.fit`.
+
+Batch contract (what `tfrecall.data.samples` produces)::
+
+    x = {"user": {name: (B,)}, "items": {name: (B, L)}, "log_q": (B, L) optional}
+    y = (B, L) float32 graded labels, label < 0 = padding
+
+Training views on one model:
+
+- pointwise: L = 1, labels in {0, 1} (a BCE-style loss);
+- pairwise: L = 2, positive first (hinge / logistic / BPR);
+- listwise: L >= 2 with graded labels or one positive and L-1 sampled negatives;
+- in-batch negatives (`in_batch_negatives=True`): the batch holds `(B, 1)` positives and
+  the model scores every user against every row's positive, a `(B, B)` matrix with
+  identity labels. A column whose item equals the row's positive (the same item bought
+  by two users in one batch) is an accidental hit and is masked (label -1), not
+  counted as a negative.
+
+Scores are `cos(u, v) / temperature` (similarity "cosine", towers L2-normalize) or
+`u . v / temperature` ("dot"). Sampling-bias correction: when the batch carries
+`log_q` (log of each candidate's sampling probability), training and validation
+logits become `score - log_q` (Yi et al., RecSys 2019, eq. 3) before the loss; for
+in-batch negatives `log_q` is `(B, 1)`, the probability of each row's positive
+appearing in a batch, applied per column. `predict` and serving use the raw score.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from tfrecall._backend import keras, register, tf
+from tfrecall.config import FeatureSpec, TowerConfig
+from tfrecall.losses.lists import correct_log_q, remove_accidental_hits
+from tfrecall.models.tower import Tower
+
+SIMILARITIES = ("cosine", "dot")
+
+
+@register
+class TwoTowerModel(keras.Model):
+    """Two towers whose (scaled) dot product is the interest score.
+
+    Args:
+      user_tower: a `Tower` over user features (or its serialized config).
+      item_tower: a `Tower` over item features (or its serialized config).
+      similarity: "cosine" (both towers must L2-normalize) or "dot".
+      temperature: logits are similarity / temperature (> 0).
+      in_batch_negatives: train on `(B, 1)` positives scored against the whole batch.
+      item_id_feature: the item feature holding ids (accidental-hit masking, serving).
+      user_id_feature: the user feature holding ids.
+
+    Call arguments:
+      inputs: {"user": {name: (B,)}, "items": {name: (B, L)}}.
+
+    Returns:
+      `(B, L)` float32 raw scores (no log Q correction).
+
+    Raises:
+      ValueError: unknown similarity, temperature <= 0, or cosine over an
+        un-normalized tower.
+    """
+
+    def __init__(
+        self,
+        user_tower,
+        item_tower,
+        similarity: str = "cosine",
+        temperature: float = 0.05,
+        in_batch_negatives: bool = False,
+        item_id_feature: str = "item_id",
+        user_id_feature: str = "user_id",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(user_tower, Tower):
+            user_tower = keras.saving.deserialize_keras_object(user_tower)
+        if not isinstance(item_tower, Tower):
+            item_tower = keras.saving.deserialize_keras_object(item_tower)
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if similarity == "cosine" and not (user_tower.normalize and item_tower.normalize):
+            raise ValueError("similarity='cosine' needs both towers with normalize=True")
+        if user_tower.output_dim != item_tower.output_dim:
+            raise ValueError(
+                f"towers disagree on output_dim: user {user_tower.output_dim}, "
+                f"item {item_tower.output_dim}"
+            )
+        self.user_tower = user_tower
+        self.item_tower = item_tower
+        self.similarity = similarity
+        self.temperature = float(temperature)
+        self.in_batch_negatives = bool(in_batch_negatives)
+        self.item_id_feature = item_id_feature
+        self.user_id_feature = user_id_feature
+
+    @classmethod
+    def from_specs(
+        cls,
+        user_features: Sequence[FeatureSpec],
+        item_features: Sequence[FeatureSpec],
+        tower: TowerConfig = TowerConfig(),
+        item_tower: Optional[TowerConfig] = None,
+        **kwargs,
+    ) -> "TwoTowerModel":
+        """Builds both towers from specs; `item_tower` defaults to `tower`."""
+        return cls(
+            Tower.from_config_objects(user_features, tower, name="user_tower"),
+            Tower.from_config_objects(item_features, item_tower or tower, name="item_tower"),
+            **kwargs,
+        )
+
+    def adapt(self, users, items) -> None:
+        """Learns vocabularies and statistics: `users`/`items` are numpy column tables."""
+        self.user_tower.encoder.adapt(users)
+        self.item_tower.encoder.adapt(items)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.user_tower.output_dim
+
+    # ----------------------------------------------------------------- scoring
+    def user_embeddings(self, features, training=None) -> tf.Tensor:
+        """`(B, D)` user embeddings from raw user features."""
+        return self.user_tower(features, training=training)
+
+    def item_embeddings(self, features, training=None) -> tf.Tensor:
+        """`S + (D,)` item embeddings from raw item features of shape S."""
+        return self.item_tower(features, training=training)
+
+    def call(self, inputs, training=None):
+        users = self.user_tower(inputs["user"], training=training)  # (B, D)
+        items = self.item_tower(inputs["items"], training=training)  # (B, L, D)
+        return tf.einsum("bd,bld->bl", users, items) / self.temperature
+
+    def logits_and_labels(self, x, y, training=None):
+        """Training logits and labels for one batch, with log Q and accidental hits applied.
+
+        Returns:
+          `(logits, labels)`: `(B, B)` for in-batch negatives, else `(B, L)`.
+        """
+        items = x["items"]
+        ids = items.get(self.item_id_feature)
+        users = self.user_tower(x["user"], training=training)
+        log_q = x.get("log_q")
+        if self.in_batch_negatives:
+            positives = {name: value[:, 0] for name, value in items.items()}
+            cands = self.item_tower(positives, training=training)  # (B, D)
+            logits = tf.matmul(users, cands, transpose_b=True) / self.temperature
+            labels = tf.eye(tf.shape(logits)[0], dtype=logits.dtype)
+            if ids is not None:
+                labels = remove_accidental_hits(labels, ids[:, 0], ids[:, 0])
+            if log_q is not None:
+                log_q = tf.reshape(tf.cast(log_q, logits.dtype)[:, 0], [1, -1])
+        else:
+            if y is None:
+                raise ValueError("a batch without labels needs in_batch_negatives=True")
+            cands = self.item_tower(items, training=training)  # (B, L, D)
+            logits = tf.einsum("bd,bld->bl", users, cands) / self.temperature
+            labels = tf.cast(y, logits.dtype)
+            if ids is not None:
+                # The row's positive is its best-labelled slot; another slot holding the same
+                # item is a sampled negative that collided with it.
+                best = tf.argmax(labels, axis=-1, output_type=tf.int32)
+                labels = remove_accidental_hits(labels, ids, tf.gather(ids, best, batch_dims=1))
+        return correct_log_q(logits, log_q), labels
+
+    # ---------------------------------------------------------------- training
+    def _check_log_q(self, x):
+        if getattr(self.loss, "requires_log_q", False) and "log_q" not in x:
+            raise ValueError(
+                f"{type(self.loss).__name__} corrects logits by log Q(item), but the batch has "
+                "no 'log_q' field; use a sampler that emits log_q (tfrecall.data) or a loss "
+                "without sampling-bias correction (e.g. SoftmaxLoss)"
+            )
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self._check_log_q(x)
+        with tf.GradientTape() as tape:
+            logits, labels = self.logits_and_labels(x, y, training=True)
+            loss = self.compute_loss(x, labels, logits, sample_weight)
+        self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+        return self.compute_metrics(x, labels, logits, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        self._check_log_q(x)
+        logits, labels = self.logits_and_labels(x, y, training=False)
+        self.compute_loss(x, labels, logits, sample_weight)
+        return self.compute_metrics(x, labels, logits, sample_weight)
+
+    def get_config(self):
+        return {
+            "user_tower": keras.saving.serialize_keras_object(self.user_tower),
+            "item_tower": keras.saving.serialize_keras_object(self.item_tower),
+            "similarity": self.similarity,
+            "temperature": self.temperature,
+            "in_batch_negatives": self.in_batch_negatives,
+            "item_id_feature": self.item_id_feature,
+            "user_id_feature": self.user_id_feature,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
