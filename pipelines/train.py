@@ -1,0 +1,159 @@
+"""Train a two-tower recall model, evaluate it on a held-out split and export it.
+
+With no flags: the built-in synthetic world (no download), in-batch softmax, a
+SavedModel under runs/default/export. On your own data:
+
+    python -m pipelines.train --interactions=events.csv [--users=users.csv] \
+        [--items=items.csv] [--feature_config=features.json] --export_dir=DIR
+
+MovieLens directories/files (ratings.csv, u.data, ratings.dat) are detected and read
+by the MovieLens reader. The last line printed is one JSON object with the metrics,
+examples/s, wall time and the export path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app, flags, logging
+
+import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfrecall.config import TowerConfig
+from tfrecall.data.readers import DataError
+from tfrecall.recipe import LOSSES, VIEWS, RecipeConfig, run
+
+_D = RecipeConfig()
+_T = TowerConfig()
+
+flags.DEFINE_string("interactions", None,
+                    "Interaction log: a CSV (user_id,item_id[,label|event][,timestamp]...), or "
+                    "a MovieLens directory/ratings file. Default: the built-in synthetic world.")
+flags.DEFINE_string("users", None, "CSV of user features: user_id plus feature columns.")
+flags.DEFINE_string("items", None, "CSV of item features: item_id plus feature columns.")
+flags.DEFINE_string("feature_config", None,
+                    "JSON overriding the inferred feature kinds, e.g. "
+                    '{"items": {"price": {"kind": "bucketized", "num_buckets": 8}}}.')
+flags.DEFINE_float("movielens_min_rating", _D.movielens_min_rating,
+                   "MovieLens: ratings >= this are positives; 0 makes every rating a positive "
+                   "(the reference protocol of ../shared/data/README.md).")
+flags.DEFINE_integer("synthetic_users", _D.synthetic_users, "Synthetic world: number of users.")
+flags.DEFINE_integer("synthetic_items", _D.synthetic_items, "Synthetic world: number of items.")
+flags.DEFINE_integer("synthetic_seed", _D.synthetic_seed, "Synthetic world: generator seed.")
+flags.DEFINE_enum("split", _D.split, ["random", "temporal"],
+                  "Held-out split: seeded random rows, or a global time cut.")
+flags.DEFINE_float("test_fraction", _D.test_fraction, "Share of interactions held out.")
+flags.DEFINE_integer("split_seed", _D.split_seed, "Seed of the random split.")
+flags.DEFINE_enum("view", _D.view, list(VIEWS),
+                  "Training view: in_batch (positives scored against the batch), pointwise "
+                  "(positive + sampled negatives as rows), pairwise (positive, negative), "
+                  "listwise (positive + list_size-1 sampled negatives).")
+flags.DEFINE_enum("loss", _D.loss, sorted(LOSSES), "Loss; must fit the view.")
+flags.DEFINE_boolean("log_q", _D.log_q,
+                     "In-batch view: correct logits by log Q(item) (sampling-bias correction).")
+flags.DEFINE_integer("num_negatives", _D.num_negatives, "Pointwise: negatives per positive.")
+flags.DEFINE_integer("list_size", _D.list_size, "Listwise: items per list.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Training batch size (lists per batch).")
+flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
+flags.DEFINE_float("learning_rate", _D.learning_rate, "Optimizer learning rate.")
+flags.DEFINE_enum("optimizer", _D.optimizer, ["adam", "adagrad", "sgd"], "Optimizer.")
+flags.DEFINE_enum("similarity", _D.similarity, ["cosine", "dot"], "Score of a user/item pair.")
+flags.DEFINE_float("temperature", _D.temperature, "Logits are similarity / temperature.")
+flags.DEFINE_list("hidden_units", [str(u) for u in _T.hidden_units],
+                  "Hidden layer widths of both towers (comma-separated; empty for none).")
+flags.DEFINE_integer("embedding_dim", _T.output_dim, "Output embedding width of the towers.")
+flags.DEFINE_float("dropout", _T.dropout, "Dropout after each hidden layer.")
+flags.DEFINE_integer("id_embedding_dim", _D.id_embedding_dim, "Width of id embeddings.")
+flags.DEFINE_list("ks", [str(k) for k in _D.ks], "Cut-offs K of the held-out metrics.")
+flags.DEFINE_string("model_dir", _D.model_dir,
+                    "Checkpoints (checkpoints/), TensorBoard logs (logs/), model.json, weights/.")
+flags.DEFINE_string("export_dir", None,
+                    "SavedModel base directory; a new numbered version is written into it. "
+                    "Default: MODEL_DIR/export.")
+flags.DEFINE_enum("index", _D.index, ["scann", "brute_force"],
+                  "Serving index: ScaNN (needs `import scann` to load) or exact brute force "
+                  "(stock TensorFlow ops).")
+flags.DEFINE_integer("export_k", _D.export_k, "Items returned by the serving signature.")
+flags.DEFINE_integer("seed", _D.seed, "Seed of initialisation, shuffling and sampling.")
+flags.DEFINE_integer("verbose", _D.verbose, "Keras fit verbosity (0 silent, 1 progress bar).")
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags() -> RecipeConfig:
+    return RecipeConfig(
+        interactions=FLAGS.interactions,
+        users=FLAGS.users,
+        items=FLAGS.items,
+        feature_config=FLAGS.feature_config,
+        movielens_min_rating=FLAGS.movielens_min_rating,
+        synthetic_users=FLAGS.synthetic_users,
+        synthetic_items=FLAGS.synthetic_items,
+        synthetic_seed=FLAGS.synthetic_seed,
+        split=FLAGS.split,
+        test_fraction=FLAGS.test_fraction,
+        split_seed=FLAGS.split_seed,
+        view=FLAGS.view,
+        loss=FLAGS.loss,
+        log_q=FLAGS.log_q,
+        num_negatives=FLAGS.num_negatives,
+        list_size=FLAGS.list_size,
+        batch_size=FLAGS.batch_size,
+        epochs=FLAGS.epochs,
+        learning_rate=FLAGS.learning_rate,
+        optimizer=FLAGS.optimizer,
+        similarity=FLAGS.similarity,
+        temperature=FLAGS.temperature,
+        tower=TowerConfig(
+            hidden_units=tuple(int(u) for u in FLAGS.hidden_units),
+            output_dim=FLAGS.embedding_dim,
+            dropout=FLAGS.dropout,
+        ),
+        id_embedding_dim=FLAGS.id_embedding_dim,
+        ks=tuple(int(k) for k in FLAGS.ks),
+        model_dir=FLAGS.model_dir,
+        export_dir=FLAGS.export_dir,
+        index=FLAGS.index,
+        export_k=FLAGS.export_k,
+        seed=FLAGS.seed,
+        verbose=FLAGS.verbose,
+    )
+
+
+def format_table(result) -> str:
+    """The summary table: the model beside each baseline, one row per metric."""
+    names = ["model"] + list(result.baselines)
+    columns = [result.metrics] + [result.baselines[b] for b in result.baselines]
+    keys = [k for k in result.metrics if "@" in k]
+    lines = [f"{'metric':<14}" + "".join(f"{n:>12}" for n in names)]
+    for key in keys:
+        lines.append(f"{key:<14}" + "".join(f"{c.get(key, float('nan')):>12.4f}" for c in columns))
+    lines.append(f"held-out pairs: {int(result.metrics['num_pairs'])}, users: "
+                 f"{int(result.metrics['num_users'])}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    # TensorFlow's INFO records (checkpoint sharding, signature renaming) drown the summary.
+    logging.set_verbosity(logging.WARNING)
+    try:
+        config = config_from_flags()
+        result = run(config)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        # Bad input is the user's to fix: the message, not a stack trace.
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print()
+    print(format_table(result))
+    for note in result.notes:
+        print(note)
+    print(f"examples/s: {result.examples_per_sec:,.0f}  train: {result.train_seconds:.1f}s  "
+          f"wall: {result.wall_seconds:.1f}s  export: {result.export_path}")
+    print(json.dumps(result.summary_json(), sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

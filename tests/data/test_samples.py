@@ -1,0 +1,296 @@
+"""Tests of the tf.data sample builders and the feature store."""
+
+import numpy as np
+import pytest
+
+from tfrecall._backend import tf
+from tfrecall.data import samples
+from tfrecall.data.samples import FeatureStore
+from tfrecall.data.schema import RecallData
+from tfrecall.data.synthetic import SyntheticConfig, generate
+
+NAN = float("nan")
+
+
+def _obj(values):
+    return np.asarray(values, dtype=object)
+
+
+def _toy():
+    """A hand-built log of 4 requests (event, label, positive per row).
+
+    r1 u1: a impression 1, b click 3, c order 5
+    r2 u2: d impression 1, e impression 1          (no positive)
+    r3 u1: f cart 4, a impression 1, b impression 1, c click 3
+    r4 u3: g click 3, d impression 1               (g is not in the item table)
+    """
+    rows = [("r1", "u1", "a", 1, 0), ("r1", "u1", "b", 3, 1), ("r1", "u1", "c", 5, 1),
+            ("r2", "u2", "d", 1, 0), ("r2", "u2", "e", 1, 0),
+            ("r3", "u1", "f", 4, 1), ("r3", "u1", "a", 1, 0), ("r3", "u1", "b", 1, 0),
+            ("r3", "u1", "c", 3, 1),
+            ("r4", "u3", "g", 3, 1), ("r4", "u3", "d", 1, 0)]
+    req, user, item, label, pos = zip(*rows, strict=True)
+    inter = {"user_id": _obj(user), "item_id": _obj(item),
+             "label": np.asarray(label, np.float32), "positive": np.asarray(pos, bool),
+             "request_id": _obj(req), "timestamp": np.arange(len(rows), dtype=np.int64)}
+    users = {"user_id": _obj(["u1", "u2", "u3"]), "age": np.asarray([20, NAN, 40], np.float32),
+             "gender": _obj(["f", "m", ""])}
+    items = {"item_id": _obj(list("abcdef")),
+             "price": np.asarray([1, 2, 3, 4, NAN, 6], np.float32),
+             "category": _obj(["x", "x", "y", "y", "z", "z"])}
+    return RecallData(inter, users, items, name="toy")
+
+
+def _stores(data):
+    return FeatureStore(data.users, "user_id"), FeatureStore(data.items, "item_id")
+
+
+def _epoch(ds):
+    """Concatenates one pass: (user ids (N,), item ids (N, L), labels (N, L), batches)."""
+    users, items, labels, batches = [], [], [], []
+    for x, y in ds:
+        users.append(x["user"]["user_id"].numpy().astype(str))
+        items.append(x["items"]["item_id"].numpy().astype(str))
+        labels.append(y.numpy())
+        batches.append((x, y))
+    return np.concatenate(users), np.concatenate(items), np.concatenate(labels), batches
+
+
+def _positive_pairs(data):
+    inter = data.interactions
+    m = inter["positive"]
+    return set(zip(inter["user_id"][m].tolist(), inter["item_id"][m].tolist(), strict=True))
+
+
+@pytest.fixture(scope="module")
+def small():
+    return generate(SyntheticConfig(num_users=150, num_items=80, num_categories=5,
+                                    num_brands=10, num_tags=8, requests_per_user=3.0,
+                                    exposures_per_request=8, seed=3)).data
+
+
+# ----------------------------------------------------------------------------- FeatureStore
+
+
+def test_feature_store_lookup_known_and_unknown_ids():
+    store = _stores(_toy())[1]
+    out = store.lookup(tf.constant([["a", "zz"], ["f", "a"]]))
+    assert set(out) == {"item_id", "price", "category"}
+    assert store.feature_names == ("item_id", "price", "category")
+    np.testing.assert_array_equal(out["item_id"].numpy().astype(str), [["a", "zz"], ["f", "a"]])
+    np.testing.assert_array_equal(out["price"].numpy(), [[1.0, NAN], [6.0, 1.0]])
+    np.testing.assert_array_equal(out["category"].numpy().astype(str), [["x", ""], ["z", "x"]])
+    assert out["price"].dtype == tf.float32 and out["category"].dtype == tf.string
+    # A NaN in the table stays NaN; scalars keep their (empty) shape.
+    assert np.isnan(store.lookup(tf.constant("e"))["price"].numpy())
+    assert store.lookup(tf.constant("e"))["price"].shape == ()
+
+
+def test_feature_store_without_table_holds_the_id_only():
+    store = FeatureStore(None, "item_id", _obj(["a", "b"]))
+    out = store.lookup(tf.constant(["b", "q"]))
+    assert list(out) == ["item_id"]
+    assert out["item_id"].numpy().tolist() == [b"b", b"q"]
+    assert store.ids.tolist() == ["a", "b"]
+
+
+def test_feature_store_ids_lists_table_then_extra_ids():
+    store = FeatureStore(_toy().items, "item_id", _obj(["g", "a"]))
+    assert store.ids.tolist() == ["a", "b", "c", "d", "e", "f", "g"]
+
+
+def test_feature_store_works_inside_dataset_map():
+    store = _stores(_toy())[0]
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(["u2", "u9", "u1"])).batch(3)
+    out = next(iter(ds.map(store.lookup)))
+    np.testing.assert_array_equal(out["age"].numpy(), [NAN, NAN, 20.0])
+    assert out["gender"].numpy().tolist() == [b"m", b"", b"f"]
+
+
+@pytest.mark.parametrize("table, match", [
+    ({"id": _obj(["a"])}, "key column"),
+    ({"item_id": _obj(["a", "a"])}, "not unique"),
+    ({"item_id": _obj(["a", "b"]), "x": np.zeros(3, np.float32)}, "'x' has 3 rows"),
+    ({"item_id": _obj(["a", "b"]), "x": _obj(["p", None])}, "'x' must hold str"),
+    ({"item_id": _obj(["a"]), "when": np.asarray(["2020-01-01"], "datetime64[D]")},
+     "unsupported dtype"),
+])
+def test_feature_store_bad_table_raises(table, match):
+    with pytest.raises(ValueError, match=match):
+        FeatureStore(table, "item_id")
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def test_in_batch_batches_have_the_contract_shapes_and_dtypes():
+    data = _toy()
+    ds = samples.in_batch_dataset(data, *_stores(data), batch_size=2, shuffle=False)
+    users, items, labels, batches = _epoch(ds)
+    x, y = batches[0]
+    assert set(x) == {"user", "items"}
+    assert set(x["user"]) == {"user_id", "age", "gender"}
+    assert set(x["items"]) == {"item_id", "price", "category"}
+    assert x["user"]["age"].shape == (2,) and x["user"]["age"].dtype == tf.float32
+    assert x["items"]["price"].shape == (2, 1) and x["items"]["category"].dtype == tf.string
+    assert y.shape == (2, 1) and y.dtype == tf.float32
+    assert [b[1].shape[0] for b in batches] == [2, 2, 1]  # 5 positives
+    # Unshuffled rows are the positives in log order.
+    assert users.tolist() == ["u1", "u1", "u1", "u1", "u3"]
+    assert items[:, 0].tolist() == ["b", "c", "f", "c", "g"]
+    np.testing.assert_array_equal(labels, np.ones((5, 1)))
+    np.testing.assert_array_equal(batches[0][0]["user"]["age"].numpy(), [20.0, 20.0])
+    # g is only in the log: its features are missing, its id is kept.
+    assert np.isnan(batches[2][0]["items"]["price"].numpy()[0, 0])
+    spec = ds.element_spec[0]
+    assert spec["user"]["user_id"].shape.as_list() == [None]
+    assert spec["items"]["item_id"].shape.as_list() == [None, 1]
+
+
+def test_pointwise_rows_and_negatives():
+    data = _toy()
+    # Catalogue b, c, f, a: u1's positives are b, c, f, so every u1 negative must be "a".
+    ds = samples.pointwise_dataset(data, *_stores(data), batch_size=4, num_negatives=3,
+                                   catalogue=_obj(["b", "c", "f", "a"]), shuffle=False)
+    users, items, labels, batches = _epoch(ds)
+    assert items.shape == (20, 1) and labels.shape == (20, 1)  # 5 positives x (1 + 3)
+    np.testing.assert_array_equal(labels[:, 0], [1, 0, 0, 0] * 5)
+    assert users.tolist() == ["u1"] * 16 + ["u3"] * 4
+    negatives = items[labels[:, 0] == 0, 0]
+    assert set(negatives[:12].tolist()) == {"a"}
+    assert set(negatives[12:].tolist()) <= {"b", "c", "f", "a"}  # u3's positive g is off-catalogue
+
+
+def test_pairwise_pairs():
+    data = _toy()
+    ds = samples.pairwise_dataset(data, *_stores(data), batch_size=8, shuffle=False, seed=1)
+    users, items, labels, _ = _epoch(ds)
+    assert items.shape == (5, 2)
+    np.testing.assert_array_equal(labels, [[1, 0]] * 5)
+    assert items[:, 0].tolist() == ["b", "c", "f", "c", "g"]
+    for user, neg in zip(users, items[:, 1], strict=True):
+        # Catalogue = item table a..f plus g from the log.
+        assert neg in set("abcdefg") - {"u1": set("bcf"), "u3": {"g"}}[user]
+
+
+def test_listwise_sampled_lists():
+    data = _toy()
+    ds = samples.listwise_dataset(data, *_stores(data), batch_size=8, list_size=4,
+                                  shuffle=False)
+    users, items, labels, batches = _epoch(ds)
+    assert items.shape == (5, 4)
+    np.testing.assert_array_equal(labels, [[1, 0, 0, 0]] * 5)
+    assert batches[0][0]["items"]["price"].shape == (5, 4)
+    for user, row in zip(users, items, strict=True):
+        assert (user, row[0]) in _positive_pairs(data)
+        assert all((user, item) not in _positive_pairs(data) for item in row[1:])
+
+
+def test_listwise_graded_lists_carry_logged_labels_with_padding():
+    data = _toy()
+    ds = samples.listwise_dataset(data, *_stores(data), batch_size=8, list_size=4,
+                                  mode="graded", shuffle=False)
+    users, items, labels, batches = _epoch(ds)
+    # r2 has no positive and is dropped; r1, r3, r4 in log order, padded to 4.
+    assert users.tolist() == ["u1", "u1", "u3"]
+    assert items.tolist() == [["a", "b", "c", ""], ["f", "a", "b", "c"], ["g", "d", "", ""]]
+    np.testing.assert_array_equal(labels, [[1, 3, 5, -1], [4, 1, 1, 3], [3, 1, -1, -1]])
+    price = batches[0][0]["items"]["price"].numpy()
+    np.testing.assert_array_equal(price[0], [1, 2, 3, NAN])  # padding gets missing features
+    lists = samples.graded_lists(data, 4)
+    assert lists.num_dropped_requests == 1 and lists.num_truncated_requests == 0
+    assert lists.request_ids.tolist() == ["r1", "r3", "r4"]
+
+
+def test_graded_truncation_keeps_positives_in_log_order():
+    # r3 = f cart, a imp, b imp, c click with 3 slots: keep f, c (positives) and the
+    # earliest non-positive a, in logged order: f, a, c.
+    lists = samples.graded_lists(_toy(), 3)
+    assert lists.item_ids.tolist() == [["a", "b", "c"], ["f", "a", "c"], ["g", "d", ""]]
+    np.testing.assert_array_equal(lists.labels, [[1, 3, 5], [4, 1, 3], [3, 1, -1]])
+    assert lists.num_truncated_requests == 1
+
+
+def test_sampled_negatives_never_hit_the_users_positives(small):
+    stores = _stores(small)
+    positives = _positive_pairs(small)
+    for build, kwargs in [(samples.pointwise_dataset, {"num_negatives": 4}),
+                          (samples.pairwise_dataset, {}),
+                          (samples.listwise_dataset, {"list_size": 6})]:
+        users, items, labels, _ = _epoch(build(small, *stores, batch_size=256, seed=5, **kwargs))
+        rows, cols = np.nonzero(labels == 0)
+        assert len(rows) > 0
+        assert not any((users[r], items[r, c]) in positives for r, c in zip(rows, cols,
+                                                                             strict=True))
+        rows, cols = np.nonzero(labels == 1)
+        assert all((users[r], items[r, c]) in positives for r, c in zip(rows, cols, strict=True))
+
+
+def test_negatives_for_a_user_covering_almost_the_whole_catalogue():
+    # u0 has positives on 199 of 200 items: rejection alone would rarely succeed, so the
+    # exact-complement fallback must give item "i199" every time.
+    n = 199
+    inter = {"user_id": _obj(["u0"] * n + ["u1"]), "item_id": _obj([f"i{k}" for k in range(n)]
+                                                                    + ["i0"]),
+             "label": np.ones(n + 1, np.float32), "positive": np.ones(n + 1, bool)}
+    data = RecallData(inter)
+    negatives = samples.sample_negatives(data, _obj(["u0", "u1"]), 5,
+                                         _obj([f"i{k}" for k in range(200)]), seed=0)
+    assert negatives[0].tolist() == ["i199"] * 5
+    assert "i0" not in negatives[1].tolist()
+
+
+def test_same_seed_same_epoch_and_repeat_reshuffles(small):
+    stores = _stores(small)
+    a = _epoch(samples.pointwise_dataset(small, *stores, batch_size=128, seed=3))
+    b = _epoch(samples.pointwise_dataset(small, *stores, batch_size=128, seed=3))
+    c = _epoch(samples.pointwise_dataset(small, *stores, batch_size=128, seed=4))
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+    assert not np.array_equal(a[1], c[1])
+    # Two passes over one dataset: same rows, another order.
+    ds = samples.in_batch_dataset(small, *stores, batch_size=128, seed=3)
+    first, second = _epoch(ds), _epoch(ds)
+    assert sorted(first[1][:, 0].tolist()) == sorted(second[1][:, 0].tolist())
+    assert first[1][:, 0].tolist() != second[1][:, 0].tolist()
+
+
+def test_drop_remainder():
+    data = _toy()
+    ds = samples.in_batch_dataset(data, *_stores(data), batch_size=2, drop_remainder=True)
+    assert [y.shape[0] for _, y in ds] == [2, 2]
+    assert ds.element_spec[1].shape.as_list() == [2, 1]
+
+
+def test_bad_inputs_raise():
+    data = _toy()
+    stores = _stores(data)
+    no_pos = data.subset(~data.interactions["positive"])
+    with pytest.raises(ValueError, match="no positive"):
+        samples.in_batch_dataset(no_pos, *stores, batch_size=2)
+    with pytest.raises(ValueError, match="fewer than the num_negatives=5"):
+        samples.pointwise_dataset(data, *stores, batch_size=2, num_negatives=5,
+                                  catalogue=_obj(["a", "d", "e"]))
+    with pytest.raises(ValueError, match="user 'u1' has every one"):
+        samples.pairwise_dataset(data, *stores, batch_size=2, catalogue=_obj(["b", "c", "f"]))
+    with pytest.raises(ValueError, match="mode"):
+        samples.listwise_dataset(data, *stores, batch_size=2, list_size=3, mode="nope")
+    with pytest.raises(ValueError, match="list_size"):
+        samples.listwise_dataset(data, *stores, batch_size=2, list_size=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        samples.in_batch_dataset(data, *stores, batch_size=0)
+    with pytest.raises(ValueError, match="num_negatives"):
+        samples.pointwise_dataset(data, *stores, batch_size=2, num_negatives=0)
+
+
+def test_graded_needs_request_ids_of_one_user():
+    data = _toy()
+    stores = _stores(data)
+    inter = {k: v for k, v in data.interactions.items() if k != "request_id"}
+    with pytest.raises(ValueError, match="request_id"):
+        samples.listwise_dataset(RecallData(inter), *stores, batch_size=2, list_size=3,
+                                 mode="graded")
+    mixed = dict(data.interactions, user_id=data.interactions["user_id"].copy())
+    mixed["user_id"][4] = "u3"  # r2 now has rows of u2 and u3
+    with pytest.raises(ValueError, match="request 'r2'.*several users"):
+        samples.graded_lists(RecallData(mixed), 3)

@@ -1,0 +1,150 @@
+"""`python -m pipelines.train`: the main job, own CSV data, MovieLens, bad input, fresh-process reload."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+
+def run_train(args, env, timeout=600):
+    return subprocess.run([sys.executable, "-m", "pipelines.train", *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=timeout)
+
+
+def last_json(stdout):
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_main_job_with_no_data_flags_beats_popularity_and_exports(tmp_path, subprocess_env):
+    # The README's main job, defaults untouched apart from where files go.
+    out = run_train([f"--model_dir={tmp_path}/run"], subprocess_env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = last_json(out.stdout)
+    assert "recall@100" in out.stdout and "popularity" in out.stdout
+    assert "excluded" in out.stdout  # the protocol is stated
+    m, pop = summary["metrics"], summary["baselines"]["popularity"]
+    print("model", m["recall@100"], "popularity", pop["recall@100"])
+    assert m["recall@100"] > pop["recall@100"] + 0.05
+    assert summary["examples_per_sec"] > 0 and summary["wall_seconds"] > 0
+    export = summary["export_path"]
+    assert os.path.isfile(os.path.join(export, "saved_model.pb"))
+    assert os.listdir(os.path.join(tmp_path, "run", "checkpoints"))
+    assert os.listdir(os.path.join(tmp_path, "run", "logs"))
+
+    # The trained model reloads in a fresh process (with tfrecall, from model_dir) and
+    # gives the same user embeddings as the exported SavedModel (without tfrecall).
+    code = textwrap.dedent(f"""
+        import json, numpy as np, tensorflow as tf
+        from tfrecall.recipe import load_model
+        from tfrecall.serving import embed_users
+        m = load_model({str(tmp_path / 'run')!r})
+        users = {{"user_id": np.array(["u1", "u2", "nobody"], object)}}
+        print(json.dumps(embed_users(m, users).tolist()))
+    """)
+    a = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=subprocess_env, timeout=300, cwd=REPO)
+    assert a.returncode == 0, a.stderr[-3000:]
+    code2 = textwrap.dedent(f"""
+        import json, sys, numpy as np, tensorflow as tf, scann
+        m = tf.saved_model.load({export!r})
+        sig = m.signatures["user_embedding"]
+        specs = sig.structured_input_signature[1]
+        feed = {{k: tf.constant(["u1", "u2", "nobody"]) if k == "user_id" else
+                 (tf.constant(["", "", ""]) if s.dtype == tf.string else tf.constant([np.nan] * 3))
+                 for k, s in specs.items()}}
+        assert "tfrecall" not in sys.modules
+        print(json.dumps(sig(**feed)["embedding"].numpy().tolist()))
+    """)
+    b = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True,
+                       env=subprocess_env, timeout=300, cwd=REPO)
+    assert b.returncode == 0, b.stderr[-3000:]
+    # load_model fed only user_id: the other user features default to ""/NaN in both paths.
+    np.testing.assert_allclose(json.loads(a.stdout.splitlines()[-1]),
+                               json.loads(b.stdout.splitlines()[-1]), rtol=1e-5, atol=1e-6)
+
+
+def _write(path, text):
+    path.write_text(textwrap.dedent(text).lstrip())
+    return str(path)
+
+
+def test_own_csv_data_with_feature_config(tmp_path):
+    from tfrecall.recipe import RecipeConfig, load_model, run
+
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(40)]
+    items = [f"i{j}" for j in range(30)]
+    rows = ["user_id,item_id,event,timestamp"]
+    for t in range(1200):
+        u = rng.integers(40)
+        j = (u % 6) * 5 + rng.integers(5)  # each user group likes 5 items
+        rows.append(f"{users[u]},{items[j]},{rng.choice(['click', 'order', 'impression'])},{t}")
+    events = _write(tmp_path / "events.csv", "\n".join(rows) + "\n")
+    ucsv = _write(tmp_path / "users.csv", "user_id,age,segment\n" + "\n".join(
+        f"{u},{20 + i},{'s' + str(i % 6)}" for i, u in enumerate(users)) + "\n")
+    icsv = _write(tmp_path / "items.csv", "item_id,price,tags\n" + "\n".join(
+        f"{j},{1.5 * k},a|b{k % 6}" for k, j in enumerate(items)) + "\n")
+    fcfg = _write(tmp_path / "features.json",
+                  '{"items": {"price": {"kind": "bucketized", "num_buckets": 4}}}')
+    result = run(RecipeConfig(interactions=events, users=ucsv, items=icsv, feature_config=fcfg,
+                              epochs=3, batch_size=64, model_dir=str(tmp_path / "run"),
+                              index="brute_force", verbose=0), log=lambda *_: None)
+    assert result.data_name.startswith("events")
+    assert 0.0 <= result.metrics["recall@10"] <= 1.0
+    model = load_model(str(tmp_path / "run"))
+    kinds = {s.name: s.kind for s in model.item_tower.specs}
+    assert kinds == {"item_id": "id", "price": "bucketized", "tags": "multi_categorical"}
+    assert {s.name: s.kind for s in model.user_tower.specs} == {
+        "user_id": "id", "age": "continuous", "segment": "categorical"}
+
+
+def test_bad_input_names_file_line_and_column_without_traceback(tmp_path, subprocess_env):
+    events = _write(tmp_path / "events.csv", """
+        user_id,item_id,event
+        u1,i1,click
+        u2,i2,purchase
+    """)
+    out = run_train([f"--interactions={events}", f"--model_dir={tmp_path}/run"], subprocess_env)
+    assert out.returncode == 2
+    assert "events.csv" in out.stderr and "line 3" in out.stderr and "event" in out.stderr
+    assert "purchase" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_view_and_loss_mismatch_is_a_clear_error(tmp_path, subprocess_env):
+    out = run_train(["--view=pointwise", "--loss=listmle", f"--model_dir={tmp_path}"],
+                    subprocess_env)
+    assert out.returncode == 2
+    assert "listmle" in out.stderr and "pointwise" in out.stderr
+
+
+def test_help_documents_every_flag(subprocess_env):
+    out = run_train(["--helpfull"], subprocess_env)
+    text = out.stdout + out.stderr
+    for flag in ["interactions", "users", "items", "feature_config", "export_dir", "model_dir",
+                 "movielens_min_rating", "view", "loss", "epochs", "index", "temperature"]:
+        assert f"--{flag}" in text, flag
+
+
+@pytest.mark.slow
+def test_movielens_latest_small_reference_protocol(ml_latest_small, tmp_path):
+    from tfrecall.recipe import RecipeConfig, run
+
+    result = run(RecipeConfig(interactions=str(ml_latest_small / "ratings.csv"), epochs=2,
+                              model_dir=str(tmp_path / "run"), index="brute_force", verbose=0),
+                 log=lambda *_: None)
+    pop = result.baselines["popularity"]
+    # Popularity on the random 80/20 split (seed 42, every rating an interaction) is the
+    # reference figure in ../shared/data/README.md: R@10 0.050, R@50 0.148, R@100 0.225.
+    assert pop["num_pairs"] == 20167  # 20% of 100,836 ratings
+    assert pop["recall@100"] == pytest.approx(0.225, abs=0.005)
+    assert pop["recall@10"] == pytest.approx(0.050, abs=0.005)
+    print("movielens R@100 model", result.metrics["recall@100"], "popularity", pop["recall@100"])
+    assert result.metrics["recall@100"] > pop["recall@100"]

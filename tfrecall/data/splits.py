@@ -1,0 +1,107 @@
+"""Train/test splits of the interaction log.
+
+- `random_split`: a seeded random share of interaction rows goes to test. This is the
+  MovieLens reference protocol (a random 80/20 split of all ratings with seed 42), so
+  figures compare with published ones; a user's history is spread over both sides.
+- `temporal_split`: a global time cut, everything at or after the cut is test; no
+  information from the future leaks into training (the production-like protocol).
+
+Both keep the user and item tables whole (cold items stay describable by features)
+and keep rows in their original order within each side.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from tfrecall.data.schema import RecallData
+
+
+def _check_fraction(test_fraction: float) -> None:
+    try:
+        ok = not isinstance(test_fraction, (bool, str)) and 0.0 < float(test_fraction) < 1.0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+
+
+def _check_sizes(data: RecallData, num_train: int, num_test: int, how: str) -> None:
+    if num_train == 0 or num_test == 0:
+        raise ValueError(
+            f"{how} of {data.name!r} ({data.num_interactions} interactions) gives "
+            f"{num_train} train and {num_test} test rows; both sides must be non-empty "
+            "(use more data or another test_fraction)"
+        )
+
+
+def random_split(
+    data: RecallData, test_fraction: float = 0.2, seed: int = 42
+) -> Tuple[RecallData, RecallData]:
+    """Splits interaction rows at random: ``round(n * test_fraction)`` rows go to test.
+
+    Args:
+      data: the data set to split.
+      test_fraction: share of rows in the test set, in (0, 1).
+      seed: numpy seed of the permutation (same seed -> same split).
+
+    Returns:
+      ``(train, test)``: `RecallData` with disjoint interaction rows covering all rows,
+      named ``"<name>/train"`` and ``"<name>/test"``, sharing the user/item tables.
+
+    Raises:
+      ValueError: ``test_fraction`` outside (0, 1), or one side would be empty.
+    """
+    _check_fraction(test_fraction)
+    n = data.num_interactions
+    num_test = int(round(n * test_fraction))
+    _check_sizes(data, n - num_test, num_test, f"random_split(test_fraction={test_fraction})")
+    is_test = np.zeros(n, dtype=bool)
+    is_test[np.random.default_rng(seed).permutation(n)[:num_test]] = True
+    return (
+        data.subset(~is_test, name=f"{data.name}/train"),
+        data.subset(is_test, name=f"{data.name}/test"),
+    )
+
+
+def temporal_split(
+    data: RecallData, test_fraction: float = 0.2
+) -> Tuple[RecallData, RecallData]:
+    """Splits at one global time: rows with ``timestamp >= cut`` are test.
+
+    The cut is the timestamp of the row at position ``n - round(n * test_fraction)`` in
+    time order. Rows sharing the cut's timestamp all go to test, so no test-time row is
+    trained on; with ties the test share can exceed ``test_fraction``.
+
+    Args:
+      data: the data set; its interactions need a ``timestamp`` column.
+      test_fraction: the approximate share of rows in the test set, in (0, 1).
+
+    Returns:
+      ``(train, test)`` `RecallData`, named ``"<name>/train"`` and ``"<name>/test"``.
+
+    Raises:
+      ValueError: no ``timestamp`` column, ``test_fraction`` outside (0, 1), or one
+        side would be empty (e.g. every row has the same timestamp).
+    """
+    _check_fraction(test_fraction)
+    if "timestamp" not in data.interactions:
+        raise ValueError(
+            f"temporal_split needs a 'timestamp' column in the interactions of {data.name!r}; "
+            f"columns are {sorted(data.interactions)}"
+        )
+    timestamp = np.asarray(data.interactions["timestamp"])
+    n = len(timestamp)
+    num_test = int(round(n * test_fraction))
+    if num_test == 0:
+        _check_sizes(data, n, 0, f"temporal_split(test_fraction={test_fraction})")
+    cut = np.sort(timestamp, kind="stable")[n - num_test]
+    is_test = timestamp >= cut
+    _check_sizes(data, int(n - is_test.sum()), int(is_test.sum()),
+                 f"temporal_split(test_fraction={test_fraction}, cut={cut})")
+    return (
+        data.subset(~is_test, name=f"{data.name}/train"),
+        data.subset(is_test, name=f"{data.name}/test"),
+    )

@@ -1,0 +1,388 @@
+"""The end-to-end run as one library call: read -> split -> samples -> fit -> evaluate -> export.
+
+`pipelines.train` turns flags into a `RecipeConfig` and calls `run`; user code can do
+the same. Nothing here reads flags or global state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tfrecall._backend import keras, tf
+from tfrecall.config import FeatureSpec, TowerConfig
+from tfrecall.data import samples as samples_lib
+from tfrecall.data import splits, synthetic
+from tfrecall.data.inference import describe_specs, infer_feature_specs, load_feature_config
+from tfrecall.data.readers import load_data
+from tfrecall.data.schema import RecallData
+from tfrecall.evaluation.baselines import popularity_scores
+from tfrecall.evaluation.metrics import evaluate_embeddings, evaluate_ranking, group_pairs
+from tfrecall import losses as losses_lib
+from tfrecall.models import TwoTowerModel
+from tfrecall.serving.export import embed_items, embed_users, export_saved_model
+
+VIEWS = ("in_batch", "pointwise", "pairwise", "listwise")
+
+# Loss name -> (class, the views it trains on).
+LOSSES = {
+    "softmax": ("SoftmaxLoss", ("in_batch", "listwise")),
+    "sampled_softmax": ("SampledSoftmaxLoss", ("in_batch", "listwise")),
+    "kl": ("KLLoss", ("listwise",)),
+    "listnet": ("ListNetLoss", ("listwise",)),
+    "listmle": ("ListMLELoss", ("listwise",)),
+    "hinge": ("TripletHingeLoss", ("pairwise", "listwise")),
+    "logistic": ("TripletLogisticLoss", ("pairwise", "listwise")),
+    "bpr": ("BPRLoss", ("pairwise", "listwise")),
+    "bce": ("PointwiseBCELoss", ("pointwise", "listwise")),
+    "neg": ("NegativeSamplingLoss", ("pointwise", "listwise")),
+    "nce": ("NCELoss", ("in_batch", "listwise")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeConfig:
+    """Everything one training run needs (see `pipelines/train.py --help` for each field)."""
+
+    interactions: Optional[str] = None  # None: the built-in synthetic world
+    users: Optional[str] = None
+    items: Optional[str] = None
+    feature_config: Optional[str] = None
+    movielens_min_rating: float = 0.0
+    synthetic_users: int = 3000
+    synthetic_items: int = 1500
+    synthetic_seed: int = 0
+    split: str = "random"
+    test_fraction: float = 0.2
+    split_seed: int = 42
+    view: str = "in_batch"
+    loss: str = "softmax"
+    log_q: bool = True
+    num_negatives: int = 3
+    list_size: int = 8
+    batch_size: int = 1024
+    epochs: int = 5
+    learning_rate: float = 0.01
+    optimizer: str = "adam"
+    similarity: str = "cosine"
+    temperature: float = 0.05
+    tower: TowerConfig = TowerConfig()
+    id_embedding_dim: int = 32
+    ks: Tuple[int, ...] = (10, 50, 100)
+    model_dir: str = "runs/default"
+    export_dir: Optional[str] = None
+    index: str = "scann"
+    export_k: int = 100
+    seed: int = 0
+    verbose: int = 1
+
+    def __post_init__(self):
+        if self.view not in VIEWS:
+            raise ValueError(f"view must be one of {VIEWS}, got {self.view!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if self.view not in LOSSES[self.loss][1]:
+            raise ValueError(
+                f"loss {self.loss!r} trains on the view(s) {LOSSES[self.loss][1]}, "
+                f"not {self.view!r}"
+            )
+        if self.split not in ("random", "temporal"):
+            raise ValueError(f"split must be 'random' or 'temporal', got {self.split!r}")
+        for name in ("batch_size", "epochs", "num_negatives", "export_k", "id_embedding_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.list_size < 2:
+            raise ValueError(f"list_size must be >= 2, got {self.list_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["tower"] = self.tower.to_dict()
+        d["ks"] = list(self.ks)
+        return d
+
+
+@dataclasses.dataclass
+class RunResult:
+    metrics: Dict[str, float]
+    baselines: Dict[str, Dict[str, float]]
+    examples_per_sec: float
+    train_examples: int
+    train_seconds: float
+    wall_seconds: float
+    export_path: Optional[str]
+    model_dir: str
+    data_name: str
+    notes: Sequence[str] = ()
+
+    def summary_json(self) -> dict:
+        return {
+            "data": self.data_name,
+            "metrics": {k: round(v, 5) for k, v in self.metrics.items()},
+            "baselines": {
+                b: {k: round(v, 5) for k, v in m.items()} for b, m in self.baselines.items()
+            },
+            "examples_per_sec": round(self.examples_per_sec, 1),
+            "train_examples": self.train_examples,
+            "train_seconds": round(self.train_seconds, 2),
+            "wall_seconds": round(self.wall_seconds, 2),
+            "export_path": self.export_path,
+            "model_dir": self.model_dir,
+        }
+
+
+def load_recall_data(config: RecipeConfig) -> RecallData:
+    """The data set named by the config: files (auto-detected MovieLens or CSV) or synthetic."""
+    if config.interactions is None:
+        if config.users or config.items:
+            raise ValueError("--users/--items need --interactions")
+        world = synthetic.generate(
+            synthetic.SyntheticConfig(
+                num_users=config.synthetic_users,
+                num_items=config.synthetic_items,
+                seed=config.synthetic_seed,
+            )
+        )
+        return world.data
+    return load_data(
+        config.interactions,
+        users=config.users,
+        items=config.items,
+        movielens_min_rating=config.movielens_min_rating,
+    )
+
+
+def _entity_table(table, ids: np.ndarray, key: str) -> dict:
+    """The feature table restricted/extended to `ids` (rows for ids only in the log get defaults)."""
+    if table is None:
+        return {key: ids}
+    index = {v: i for i, v in enumerate(table[key].tolist())}
+    rows = np.fromiter((index.get(i, -1) for i in ids.tolist()), np.int64, count=len(ids))
+    out = {key: ids}
+    for name, col in table.items():
+        if name == key:
+            continue
+        fill = np.nan if col.dtype != object else ""
+        values = np.where(rows >= 0, col[np.maximum(rows, 0)] if len(col) else fill, fill)
+        out[name] = values.astype(col.dtype)
+    return out
+
+
+def build_specs(data: RecallData, config: RecipeConfig) -> Tuple[list, list]:
+    overrides = load_feature_config(config.feature_config) if config.feature_config else {}
+    users = data.users if data.users is not None else {"user_id": data.user_ids()}
+    items = data.items if data.items is not None else {"item_id": data.item_catalogue()}
+    user_specs = infer_feature_specs(
+        users, "user_id", overrides=overrides.get("users"), id_dim=config.id_embedding_dim
+    )
+    item_specs = infer_feature_specs(
+        items, "item_id", overrides=overrides.get("items"), id_dim=config.id_embedding_dim
+    )
+    return user_specs, item_specs
+
+
+def build_model(
+    user_specs: Sequence[FeatureSpec],
+    item_specs: Sequence[FeatureSpec],
+    user_table: dict,
+    item_table: dict,
+    config: RecipeConfig,
+) -> TwoTowerModel:
+    model = TwoTowerModel.from_specs(
+        user_specs,
+        item_specs,
+        tower=config.tower,
+        similarity=config.similarity,
+        temperature=config.temperature,
+        in_batch_negatives=config.view == "in_batch",
+    )
+    model.adapt(user_table, item_table)
+    return model
+
+
+def make_loss(name: str):
+    return getattr(losses_lib, LOSSES[name][0])()
+
+
+def make_dataset(config, train, user_store, item_store, catalogue):
+    common = dict(batch_size=config.batch_size, seed=config.seed)
+    if config.view == "in_batch":
+        ds = samples_lib.in_batch_dataset(train, user_store, item_store, **common)
+    elif config.view == "pointwise":
+        ds = samples_lib.pointwise_dataset(
+            train, user_store, item_store, num_negatives=config.num_negatives,
+            catalogue=catalogue, **common,
+        )
+    elif config.view == "pairwise":
+        ds = samples_lib.pairwise_dataset(train, user_store, item_store, catalogue=catalogue, **common)
+    else:
+        ds = samples_lib.listwise_dataset(
+            train, user_store, item_store, list_size=config.list_size, mode="sampled",
+            catalogue=catalogue, **common,
+        )
+    return ds
+
+
+def with_log_q(dataset, table, uniform: float = 0.0):
+    """Adds the batch field `log_q` `(B, L)`: `table.lookup(item ids)`, or `uniform` everywhere."""
+
+    def add(x, y):
+        ids = x["items"]["item_id"]
+        log_q = table.lookup(ids) if table is not None else tf.fill(tf.shape(ids), uniform)
+        return {**x, "log_q": log_q}, y
+
+    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def item_log_q(train: RecallData):
+    """A lookup item id -> log Q, Q = the item's share of the training positives.
+
+    With in-batch negatives an item's chance to be a candidate is proportional to its
+    frequency among the positives (Yi et al., RecSys 2019, sec. 4); the constant factor
+    (the batch size) cancels in the softmax. This is the exact count over the training
+    log, which fits in memory here; streaming estimation is tfrecall.data's job.
+    """
+    pos = train.interactions["item_id"][train.interactions["positive"]]
+    ids, counts = np.unique(pos.astype(str), return_counts=True)
+    q = counts / counts.sum()
+    default = float(np.log(q.min())) if len(q) else 0.0  # never hit: keys are the positives
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(ids, tf.string), tf.constant(np.log(q), tf.float32)
+        ),
+        default_value=default,
+    )
+    return table
+
+
+def run(config: RecipeConfig, log=print) -> RunResult:
+    """Trains, evaluates and exports; returns the figures (see `RunResult`)."""
+    wall_start = time.time()
+    keras.utils.set_random_seed(config.seed)
+    data = load_recall_data(config)
+    train, test = (
+        splits.random_split(data, config.test_fraction, config.split_seed)
+        if config.split == "random"
+        else splits.temporal_split(data, config.test_fraction)
+    )
+    catalogue = data.item_catalogue()
+    user_ids = data.user_ids()
+    user_table = _entity_table(data.users, user_ids, "user_id")
+    item_table = _entity_table(data.items, catalogue, "item_id")
+    user_specs, item_specs = build_specs(data, config)
+    log(f"data: {data.name}: {data.num_interactions} interactions, {len(user_ids)} users, "
+        f"{len(catalogue)} items; train {train.num_interactions}, test {test.num_interactions}")
+    log("user features:\n" + describe_specs(user_specs))
+    log("item features:\n" + describe_specs(item_specs))
+
+    # Vocabularies come from the training side only, so held-out ids behave like the
+    # unseen ids of production (OOV), and the catalogue's item features are all known.
+    train_users = set(train.interactions["user_id"].tolist())
+    user_adapt = {k: v[np.isin(user_ids, list(train_users))] for k, v in user_table.items()}
+    model = build_model(user_specs, item_specs, user_adapt, item_table, config)
+    user_store = samples_lib.FeatureStore(data.users, "user_id", user_ids)
+    item_store = samples_lib.FeatureStore(data.items, "item_id", catalogue)
+    loss = make_loss(config.loss)
+    dataset = make_dataset(config, train, user_store, item_store, catalogue)
+    if config.view == "in_batch" and (config.log_q or loss.requires_log_q):
+        dataset = with_log_q(dataset, item_log_q(train))
+    elif loss.requires_log_q:
+        # The other views draw their negatives uniformly: Q = 1 / |catalogue| for all.
+        dataset = with_log_q(dataset, None, uniform=-float(np.log(len(catalogue))))
+    model.compile(optimizer=_optimizer(config), loss=loss)
+
+    os.makedirs(config.model_dir, exist_ok=True)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(
+            os.path.join(config.model_dir, "checkpoints", "ckpt-{epoch:03d}"),
+            save_weights_only=True,
+        ),
+        keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), profile_batch=0),
+    ]
+    fit_start = time.time()
+    history = model.fit(dataset, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+    train_seconds = time.time() - fit_start
+    examples_total = _count_rows(dataset) * config.epochs
+    final_loss = float(history.history["loss"][-1])
+    if not np.isfinite(final_loss):
+        raise FloatingPointError(f"training diverged: final loss {final_loss}")
+    save_model(model, config)
+
+    # Evaluation on the held-out split, full catalogue, training positives excluded.
+    user_index = {u: i for i, u in enumerate(user_ids.tolist())}
+    item_index = {v: i for i, v in enumerate(catalogue.tolist())}
+    ti = test.interactions
+    targets = group_pairs(ti["user_id"][ti["positive"]], ti["item_id"][ti["positive"]],
+                          user_index, item_index)
+    tr = train.interactions
+    exclude = group_pairs(tr["user_id"][tr["positive"]], tr["item_id"][tr["positive"]],
+                          user_index, item_index)
+    metrics = evaluate_embeddings(
+        embed_users(model, user_table), embed_items(model, item_table), targets, exclude, config.ks
+    )
+    pop = popularity_scores(tr["item_id"][tr["positive"]], catalogue)
+    baselines = {
+        "popularity": evaluate_ranking(
+            lambda users: np.broadcast_to(pop, (len(users), len(pop))),
+            len(catalogue), targets, exclude, config.ks,
+        )
+    }
+    export_path = None
+    export_dir = config.export_dir or os.path.join(config.model_dir, "export")
+    if export_dir:
+        export_path = export_saved_model(
+            model, item_table, export_dir, k=config.export_k, index=config.index,
+            metadata={"recipe": config.to_dict(), "metrics": metrics},
+        )
+    return RunResult(
+        metrics=metrics,
+        baselines=baselines,
+        examples_per_sec=examples_total / train_seconds if train_seconds > 0 else 0.0,
+        train_examples=examples_total,
+        train_seconds=train_seconds,
+        wall_seconds=time.time() - wall_start,
+        export_path=export_path,
+        model_dir=config.model_dir,
+        data_name=data.name,
+        notes=("Held-out metrics rank the full catalogue; each user's training items are "
+               "excluded from the ranking and from the targets.",),
+    )
+
+
+def _count_rows(dataset) -> int:
+    return int(dataset.reduce(0, lambda n, batch: n + tf.shape(batch[1])[0]).numpy())
+
+
+def _optimizer(config: RecipeConfig):
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "adagrad": keras.optimizers.Adagrad,
+        "sgd": keras.optimizers.SGD,
+    }
+    if config.optimizer not in optimizers:
+        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {config.optimizer!r}")
+    return optimizers[config.optimizer](learning_rate=config.learning_rate)
+
+
+def save_model(model: TwoTowerModel, config: RecipeConfig) -> None:
+    """Writes model.json (architecture + adapted vocabularies), weights and the recipe config."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    with open(os.path.join(config.model_dir, "model.json"), "w") as f:
+        json.dump(keras.saving.serialize_keras_object(model), f)
+    with open(os.path.join(config.model_dir, "recipe.json"), "w") as f:
+        json.dump(config.to_dict(), f, indent=2)
+    model.save_weights(os.path.join(config.model_dir, "weights", "final"))
+
+
+def load_model(model_dir: str) -> TwoTowerModel:
+    """Rebuilds a trained `TwoTowerModel` from `save_model`'s files (needs tfrecall)."""
+    with open(os.path.join(model_dir, "model.json")) as f:
+        model = keras.saving.deserialize_keras_object(json.load(f))
+    model.load_weights(os.path.join(model_dir, "weights", "final")).expect_partial()
+    return model
