@@ -18,7 +18,12 @@ from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
 from tfrecall.data import samples as samples_lib
 from tfrecall.data import splits, synthetic
-from tfrecall.data.inference import describe_specs, infer_feature_specs, load_feature_config
+from tfrecall.data.inference import (
+    config_source,
+    describe_specs,
+    infer_feature_specs,
+    load_feature_config,
+)
 from tfrecall.data.readers import load_data
 from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.baselines import popularity_scores
@@ -155,7 +160,12 @@ def load_recall_data(config: RecipeConfig) -> RecallData:
         users=config.users,
         items=config.items,
         movielens_min_rating=config.movielens_min_rating,
+        feature_config=_feature_overrides(config),
     )
+
+
+def _feature_overrides(config: RecipeConfig) -> dict:
+    return load_feature_config(config.feature_config) if config.feature_config else {}
 
 
 def _entity_table(table, ids: np.ndarray, key: str) -> dict:
@@ -175,16 +185,17 @@ def _entity_table(table, ids: np.ndarray, key: str) -> dict:
 
 
 def build_specs(data: RecallData, config: RecipeConfig) -> Tuple[list, list]:
-    overrides = load_feature_config(config.feature_config) if config.feature_config else {}
-    users = data.users if data.users is not None else {"user_id": data.user_ids()}
-    items = data.items if data.items is not None else {"item_id": data.item_catalogue()}
-    user_specs = infer_feature_specs(
-        users, "user_id", overrides=overrides.get("users"), id_dim=config.id_embedding_dim
-    )
-    item_specs = infer_feature_specs(
-        items, "item_id", overrides=overrides.get("items"), id_dim=config.id_embedding_dim
-    )
-    return user_specs, item_specs
+    overrides = _feature_overrides(config)
+    specs = []
+    for side, key, table in (("users", "user_id", data.users), ("items", "item_id", data.items)):
+        if table is None:
+            ids = data.user_ids() if side == "users" else data.item_catalogue()
+            table = {key: ids}
+        specs.append(infer_feature_specs(
+            table, key, overrides=overrides.get(side), id_dim=config.id_embedding_dim,
+            source=config_source(config.feature_config, side),
+        ))
+    return specs[0], specs[1]
 
 
 def build_model(
@@ -278,8 +289,9 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     user_specs, item_specs = build_specs(data, config)
     log(f"data: {data.name}: {data.num_interactions} interactions, {len(user_ids)} users, "
         f"{len(catalogue)} items; train {train.num_interactions}, test {test.num_interactions}")
-    log("user features:\n" + describe_specs(user_specs))
-    log("item features:\n" + describe_specs(item_specs))
+    log("user features (inferred kinds; override with --feature_config):\n"
+        + describe_specs(user_specs, data.users))
+    log("item features:\n" + describe_specs(item_specs, data.items))
 
     # Vocabularies come from the training side only, so held-out ids behave like the
     # unseen ids of production (OOV), and the catalogue's item features are all known.
