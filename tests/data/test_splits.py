@@ -95,3 +95,36 @@ def test_empty_side_raises():
 def test_temporal_split_needs_timestamps():
     with pytest.raises(ValueError, match="timestamp"):
         temporal_split(_data(10, with_time=False))
+
+
+def _timed_log():
+    from tfrecall.data.schema import RecallData
+
+    # u1: positives at t=1, 3, 5 and an impression at t=9; u2: a single positive; u3: two.
+    users = np.array(["u1", "u1", "u1", "u1", "u2", "u3", "u3"], object)
+    items = np.array(["a", "b", "c", "d", "a", "b", "c"], object)
+    ts = np.array([5, 1, 3, 9, 4, 7, 2], np.int64)
+    positive = np.array([True, True, True, False, True, True, True])
+    return RecallData({"user_id": users, "item_id": items, "timestamp": ts,
+                       "label": positive.astype(np.float32), "positive": positive})
+
+
+def test_leave_last_n_split_holds_out_each_users_latest_positives():
+    from tfrecall.data.splits import leave_last_n_split
+
+    train, test = leave_last_n_split(_timed_log(), n=1)
+    # u1's latest positive is item a (t=5, row 0); u3's latest is b (t=7, row 5);
+    # u2 has one positive only -> kept in train; the impression (t=9) stays in train.
+    got = sorted(zip(test.interactions["user_id"], test.interactions["item_id"]))
+    assert got == [("u1", "a"), ("u3", "b")]
+    assert train.num_interactions == 5
+
+
+def test_leave_last_n_split_n2_and_errors():
+    from tfrecall.data.splits import leave_last_n_split
+
+    train, test = leave_last_n_split(_timed_log(), n=2)
+    # u1 holds out t=5 (a) and t=3 (c); u3 has only 2 positives -> all kept in train.
+    assert sorted(test.interactions["item_id"].tolist()) == ["a", "c"]
+    with pytest.raises(ValueError, match="n must be"):
+        leave_last_n_split(_timed_log(), n=0)

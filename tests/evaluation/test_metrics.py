@@ -31,6 +31,19 @@ def test_recall_ndcg_hit_rate_by_hand():
     assert m["hit_rate@1"] == pytest.approx(0.5)
     assert m["hit_rate@2"] == pytest.approx(1.0)
     assert m["num_pairs"] == 3 and m["num_users"] == 2
+    # Per-user recall @2: u0 1/1, u1 1/2 -> 0.75. MRR: u0 first hit rank 1, u1 rank 2 -> 0.75.
+    assert m["user_recall@2"] == pytest.approx(0.75)
+    assert m["mrr"] == pytest.approx((1 + 1 / 2) / 2)
+    # Coverage @1: u0 shows i1, u1 shows i2 -> 2 of 3 items.
+    assert m["coverage@1"] == pytest.approx(2 / 3)
+
+
+def test_popularity_bias():
+    # Popularity counts [6, 0, 3] (mean 3). @1 u0 shows i1 (0), u1 shows i2 (3) -> mean 1.5
+    # -> bias 1.5 / 3 = 0.5.
+    m = evaluate_embeddings(USERS, ITEMS, TARGETS, EXCLUDE, ks=(1,),
+                            item_popularity=np.array([6.0, 0.0, 3.0]))
+    assert m["popularity_bias@1"] == pytest.approx(0.5)
 
 
 def test_excluded_target_is_dropped_and_unknown_item_is_a_miss():

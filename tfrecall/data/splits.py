@@ -105,3 +105,45 @@ def temporal_split(
         data.subset(~is_test, name=f"{data.name}/train"),
         data.subset(is_test, name=f"{data.name}/test"),
     )
+
+
+def leave_last_n_split(data: RecallData, n: int = 1) -> Tuple[RecallData, RecallData]:
+    """Per user, the last ``n`` POSITIVE interactions by time are test; the rest is train.
+
+    The sequential-recommendation protocol ("predict each user's next items"). Exposure
+    rows (non-positives) always stay in train. Users with at most ``n`` positives keep
+    them all in train (they would otherwise have no history): they are not evaluated.
+    Ties in time are broken by row order (later rows are later).
+
+    Args:
+      data: the data set; its interactions need a ``timestamp`` column.
+      n: positives per user held out (>= 1).
+
+    Returns:
+      ``(train, test)`` named ``"<name>/train"`` and ``"<name>/test"``.
+
+    Raises:
+      ValueError: ``n < 1``, no timestamp column, or an empty side.
+    """
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    inter = data.interactions
+    if "timestamp" not in inter:
+        raise ValueError(f"leave_last_n_split of {data.name!r} needs a 'timestamp' column")
+    rows = np.flatnonzero(inter["positive"])
+    users = inter["user_id"][rows].astype(str)
+    # Sort positives by (user, timestamp, row): the last n of each user's run are test.
+    order = np.lexsort((rows, inter["timestamp"][rows], users))
+    rows, users = rows[order], users[order]
+    starts = np.r_[0, np.flatnonzero(users[1:] != users[:-1]) + 1]
+    ends = np.r_[starts[1:], len(users)]
+    counts = ends - starts
+    position_from_end = ends.repeat(counts) - np.arange(len(users))  # 1 = the user's last
+    held = (position_from_end <= n) & (counts.repeat(counts) > n)
+    is_test = np.zeros(data.num_interactions, dtype=bool)
+    is_test[rows[held]] = True
+    _check_sizes(data, int((~is_test).sum()), int(is_test.sum()), f"leave_last_n_split(n={n})")
+    return (
+        data.subset(~is_test, name=f"{data.name}/train"),
+        data.subset(is_test, name=f"{data.name}/test"),
+    )

@@ -8,10 +8,17 @@ Protocol (`exclude_train=True`, the default and what the pipelines print):
   system filters what the user already has);
 - held-out pairs whose item the user already has in training are dropped from the
   targets (they cannot be retrieved once excluded), and duplicate pairs count once;
-- Recall@K is per pair (micro): hits / held-out pairs, the convention of the
-  MovieLens reference figures in ../shared/data/README.md; NDCG@K and HitRate@K are
-  per user (macro): mean over users with at least one held-out pair. A held-out item
-  missing from the catalogue counts as a miss.
+- ``recall@K`` is per pair (micro): hits / held-out pairs, the convention of the
+  MovieLens reference figures in ../shared/data/README.md. ``user_recall@K``,
+  ``ndcg@K``, ``hit_rate@K`` and ``mrr`` are per user (macro): means over users with
+  at least one held-out pair. A held-out item missing from the catalogue is a miss.
+- ``mrr`` is the reciprocal rank of a user's first held-out item within the top
+  max(K) (0 beyond it).
+- ``coverage@K``: the share of the catalogue that appears in at least one user's
+  top K (a recall stage that shows everyone the same items covers little).
+- ``popularity_bias@K`` (when item popularity is given): the mean training
+  popularity of the recommended items divided by the catalogue's mean popularity;
+  1 means no skew, popularity-ranking scores far above 1.
 
 Scoring is a batched exact (brute-force) matrix product; memory is bounded by
 `batch_size x num_items` floats at a time.
@@ -19,7 +26,7 @@ Scoring is a batched exact (brute-force) matrix product; memory is bounded by
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -48,6 +55,7 @@ def evaluate_ranking(
     exclude: Mapping[int, set],
     ks: Sequence[int] = (10, 50, 100),
     batch_size: int = 512,
+    item_popularity: Optional[np.ndarray] = None,
 ) -> Dict[str, float]:
     """Ranks the catalogue for every user with targets and scores the top K.
 
@@ -58,9 +66,11 @@ def evaluate_ranking(
       exclude: user index -> item indices removed from that user's ranking.
       ks: cut-offs.
       batch_size: users scored per `score_fn` call (bounds memory).
+      item_popularity: optional `(num_items,)` training counts, for popularity_bias@K.
 
     Returns:
-      {"recall@K", "ndcg@K", "hit_rate@K" for each K, "num_pairs", "num_users"}.
+      {"recall@K", "user_recall@K", "ndcg@K", "hit_rate@K", "coverage@K",
+      ["popularity_bias@K"] for each K, "mrr", "num_pairs", "num_users"}.
     """
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
@@ -70,6 +80,10 @@ def evaluate_ranking(
     hits = {k: 0 for k in ks}
     ndcg = {k: 0.0 for k in ks}
     hit_users = {k: 0 for k in ks}
+    user_recall = {k: 0.0 for k in ks}
+    shown = {k: np.zeros(num_items, bool) for k in ks}
+    pop_sum = {k: 0.0 for k in ks}
+    mrr = 0.0
     num_pairs = 0
     discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
     for start in range(0, len(users), batch_size):
@@ -89,19 +103,32 @@ def evaluate_ranking(
             truth = targets[u] - exclude.get(u, set())
             num_pairs += len(truth)
             is_hit = np.fromiter((i in truth for i in top[row].tolist()), bool, count=kmax)
+            first = np.flatnonzero(is_hit)
+            mrr += 1.0 / (first[0] + 1) if len(first) else 0.0
             for k in ks:
                 kk = min(k, kmax)
                 n_hit = int(is_hit[:kk].sum())
                 hits[k] += n_hit
                 hit_users[k] += n_hit > 0
+                user_recall[k] += n_hit / len(truth)
+                shown[k][top[row, :kk]] = True
+                if item_popularity is not None:
+                    pop_sum[k] += float(item_popularity[top[row, :kk]].mean())
                 ideal = discounts[: min(len(truth), kk)].sum()
                 ndcg[k] += float((discounts[:kk] * is_hit[:kk]).sum() / ideal)
     n_users = len(users)
+    per_user = (lambda v: v / n_users) if n_users else (lambda v: 0.0)
     out: Dict[str, float] = {"num_pairs": float(num_pairs), "num_users": float(n_users)}
     for k in ks:
         out[f"recall@{k}"] = hits[k] / num_pairs if num_pairs else 0.0
-        out[f"ndcg@{k}"] = ndcg[k] / n_users if n_users else 0.0
-        out[f"hit_rate@{k}"] = hit_users[k] / n_users if n_users else 0.0
+        out[f"user_recall@{k}"] = per_user(user_recall[k])
+        out[f"ndcg@{k}"] = per_user(ndcg[k])
+        out[f"hit_rate@{k}"] = per_user(hit_users[k])
+        out[f"coverage@{k}"] = float(shown[k].mean()) if n_users else 0.0
+        if item_popularity is not None:
+            mean_pop = float(np.mean(item_popularity))
+            out[f"popularity_bias@{k}"] = per_user(pop_sum[k]) / mean_pop if mean_pop else 0.0
+    out["mrr"] = per_user(mrr)
     return out
 
 
@@ -112,6 +139,7 @@ def evaluate_embeddings(
     exclude: Mapping[int, set],
     ks: Sequence[int] = (10, 50, 100),
     batch_size: int = 512,
+    item_popularity: Optional[np.ndarray] = None,
 ) -> Dict[str, float]:
     """`evaluate_ranking` with scores = user_embeddings @ item_embeddings.T (exact)."""
     user_embeddings = np.asarray(user_embeddings, np.float32)
@@ -123,4 +151,5 @@ def evaluate_embeddings(
         exclude,
         ks,
         batch_size,
+        item_popularity,
     )
