@@ -17,6 +17,7 @@ setup(
         "scann~=1.4.2",
         "numpy",
         "absl-py",
+        "matplotlib",  # the Recall@K plot of pipelines.evaluate
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6"],

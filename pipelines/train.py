@@ -21,7 +21,8 @@ from absl import app, flags, logging
 import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tfrecall.config import TowerConfig
 from tfrecall.data.readers import DataError
-from tfrecall.recipe import LOSSES, VIEWS, RecipeConfig, run
+from tfrecall.evaluation.report import format_table
+from tfrecall.recipe import LOSSES, SPLITS, VIEWS, RecipeConfig, run
 
 _D = RecipeConfig()
 _T = TowerConfig()
@@ -40,8 +41,11 @@ flags.DEFINE_float("movielens_min_rating", _D.movielens_min_rating,
 flags.DEFINE_integer("synthetic_users", _D.synthetic_users, "Synthetic world: number of users.")
 flags.DEFINE_integer("synthetic_items", _D.synthetic_items, "Synthetic world: number of items.")
 flags.DEFINE_integer("synthetic_seed", _D.synthetic_seed, "Synthetic world: generator seed.")
-flags.DEFINE_enum("split", _D.split, ["random", "temporal"],
-                  "Held-out split: seeded random rows, or a global time cut.")
+flags.DEFINE_enum("split", _D.split, list(SPLITS),
+                  "Held-out split: seeded random rows, a global time cut, or each user's last "
+                  "--leave_last_n positives.")
+flags.DEFINE_integer("leave_last_n", _D.leave_last_n, "Positives per user held out by "
+                     "--split=leave_last.")
 flags.DEFINE_float("test_fraction", _D.test_fraction, "Share of interactions held out.")
 flags.DEFINE_integer("split_seed", _D.split_seed, "Seed of the random split.")
 flags.DEFINE_enum("view", _D.view, list(VIEWS),
@@ -65,11 +69,16 @@ flags.DEFINE_integer("embedding_dim", _T.output_dim, "Output embedding width of 
 flags.DEFINE_float("dropout", _T.dropout, "Dropout after each hidden layer.")
 flags.DEFINE_integer("id_embedding_dim", _D.id_embedding_dim, "Width of id embeddings.")
 flags.DEFINE_list("ks", [str(k) for k in _D.ks], "Cut-offs K of the held-out metrics.")
+flags.DEFINE_boolean("exclude_train", _D.exclude_train,
+                     "Exclude each user's training items from the ranking and the targets.")
+flags.DEFINE_list("baselines", list(_D.baselines),
+                  "Baselines evaluated in the same harness (popularity, itemcf; empty: none).")
 flags.DEFINE_string("model_dir", _D.model_dir,
                     "Checkpoints (checkpoints/), TensorBoard logs (logs/), model.json, weights/.")
 flags.DEFINE_string("export_dir", None,
                     "SavedModel base directory; a new numbered version is written into it. "
                     "Default: MODEL_DIR/export.")
+flags.DEFINE_boolean("export", _D.export, "Write the SavedModel (--noexport to skip).")
 flags.DEFINE_enum("index", _D.index, ["scann", "brute_force"],
                   "Serving index: ScaNN (needs `import scann` to load) or exact brute force "
                   "(stock TensorFlow ops).")
@@ -91,6 +100,7 @@ def config_from_flags() -> RecipeConfig:
         synthetic_items=FLAGS.synthetic_items,
         synthetic_seed=FLAGS.synthetic_seed,
         split=FLAGS.split,
+        leave_last_n=FLAGS.leave_last_n,
         test_fraction=FLAGS.test_fraction,
         split_seed=FLAGS.split_seed,
         view=FLAGS.view,
@@ -111,26 +121,16 @@ def config_from_flags() -> RecipeConfig:
         ),
         id_embedding_dim=FLAGS.id_embedding_dim,
         ks=tuple(int(k) for k in FLAGS.ks),
+        exclude_train=FLAGS.exclude_train,
+        baselines=tuple(FLAGS.baselines),
         model_dir=FLAGS.model_dir,
         export_dir=FLAGS.export_dir,
+        export=FLAGS.export,
         index=FLAGS.index,
         export_k=FLAGS.export_k,
         seed=FLAGS.seed,
         verbose=FLAGS.verbose,
     )
-
-
-def format_table(result) -> str:
-    """The summary table: the model beside each baseline, one row per metric."""
-    names = ["model"] + list(result.baselines)
-    columns = [result.metrics] + [result.baselines[b] for b in result.baselines]
-    keys = [k for k in result.metrics if "@" in k]
-    lines = [f"{'metric':<14}" + "".join(f"{n:>12}" for n in names)]
-    for key in keys:
-        lines.append(f"{key:<14}" + "".join(f"{c.get(key, float('nan')):>12.4f}" for c in columns))
-    lines.append(f"held-out pairs: {int(result.metrics['num_pairs'])}, users: "
-                 f"{int(result.metrics['num_users'])}")
-    return "\n".join(lines)
 
 
 def main(argv):
@@ -146,7 +146,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     print()
-    print(format_table(result))
+    print(format_table(result.metrics, result.baselines))
     for note in result.notes:
         print(note)
     print(f"examples/s: {result.examples_per_sec:,.0f}  train: {result.train_seconds:.1f}s  "

@@ -26,13 +26,13 @@ from tfrecall.data.inference import (
 )
 from tfrecall.data.readers import load_data
 from tfrecall.data.schema import RecallData
-from tfrecall.evaluation.baselines import popularity_scores
-from tfrecall.evaluation.metrics import evaluate_embeddings, evaluate_ranking, group_pairs
+from tfrecall.evaluation.harness import evaluate_baselines, evaluate_model, make_eval_set
 from tfrecall import losses as losses_lib
 from tfrecall.models import TwoTowerModel
-from tfrecall.serving.export import embed_items, embed_users, export_saved_model
+from tfrecall.serving.export import export_saved_model
 
 VIEWS = ("in_batch", "pointwise", "pairwise", "listwise")
+SPLITS = ("random", "temporal", "leave_last")
 
 # Loss name -> (class, the views it trains on).
 LOSSES = {
@@ -45,7 +45,9 @@ LOSSES = {
     "logistic": ("TripletLogisticLoss", ("pairwise", "listwise")),
     "bpr": ("BPRLoss", ("pairwise", "listwise")),
     "bce": ("PointwiseBCELoss", ("pointwise", "listwise")),
-    "neg": ("NegativeSamplingLoss", ("pointwise", "listwise")),
+    # NEG/NCE score a list that holds a positive and its negatives together, so they need
+    # lists (or the in-batch matrix), not the pointwise view's one-item rows.
+    "neg": ("NegativeSamplingLoss", ("listwise", "in_batch")),
     "nce": ("NCELoss", ("in_batch", "listwise")),
 }
 
@@ -62,7 +64,8 @@ class RecipeConfig:
     synthetic_users: int = 3000
     synthetic_items: int = 1500
     synthetic_seed: int = 0
-    split: str = "random"
+    split: str = "random"  # random | temporal | leave_last
+    leave_last_n: int = 1
     test_fraction: float = 0.2
     split_seed: int = 42
     view: str = "in_batch"
@@ -79,8 +82,11 @@ class RecipeConfig:
     tower: TowerConfig = TowerConfig()
     id_embedding_dim: int = 32
     ks: Tuple[int, ...] = (10, 50, 100)
+    exclude_train: bool = True
+    baselines: Tuple[str, ...] = ("popularity", "itemcf")
     model_dir: str = "runs/default"
-    export_dir: Optional[str] = None
+    export_dir: Optional[str] = None  # None: MODEL_DIR/export
+    export: bool = True
     index: str = "scann"
     export_k: int = 100
     seed: int = 0
@@ -96,8 +102,8 @@ class RecipeConfig:
                 f"loss {self.loss!r} trains on the view(s) {LOSSES[self.loss][1]}, "
                 f"not {self.view!r}"
             )
-        if self.split not in ("random", "temporal"):
-            raise ValueError(f"split must be 'random' or 'temporal', got {self.split!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         for name in ("batch_size", "epochs", "num_negatives", "export_k", "id_embedding_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -110,7 +116,23 @@ class RecipeConfig:
         d = dataclasses.asdict(self)
         d["tower"] = self.tower.to_dict()
         d["ks"] = list(self.ks)
+        d["baselines"] = list(self.baselines)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RecipeConfig":
+        """The inverse of `to_dict` (unknown keys are an error, naming them)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"recipe config: unknown field(s) {unknown}")
+        d = dict(d)
+        if "tower" in d:
+            d["tower"] = TowerConfig.from_dict(d["tower"])
+        for key in ("ks", "baselines"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
 
 
 @dataclasses.dataclass
@@ -140,6 +162,14 @@ class RunResult:
             "export_path": self.export_path,
             "model_dir": self.model_dir,
         }
+
+
+def split_data(data: RecallData, config: RecipeConfig) -> Tuple[RecallData, RecallData]:
+    if config.split == "random":
+        return splits.random_split(data, config.test_fraction, config.split_seed)
+    if config.split == "temporal":
+        return splits.temporal_split(data, config.test_fraction)
+    return splits.leave_last_n_split(data, config.leave_last_n)
 
 
 def load_recall_data(config: RecipeConfig) -> RecallData:
@@ -251,25 +281,29 @@ def with_log_q(dataset, table, uniform: float = 0.0):
     return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def item_log_q(train: RecallData):
-    """A lookup item id -> log Q, Q = the item's share of the training positives.
+def item_log_q(train: RecallData, batch_size: int):
+    """A lookup item id -> log Q, Q = the expected count of the item among a batch's candidates.
 
-    With in-batch negatives an item's chance to be a candidate is proportional to its
-    frequency among the positives (Yi et al., RecSys 2019, sec. 4); the constant factor
-    (the batch size) cancels in the softmax. This is the exact count over the training
-    log, which fits in memory here; streaming estimation is tfrecall.data's job.
+    With in-batch negatives a batch's candidates are B positives drawn (with
+    replacement) with the items' frequencies p among the training positives, so item j
+    is expected ``B * p_j`` times: the sampled-softmax correction is ``log(B p_j)``
+    (Yi et al., RecSys 2019, sec. 4; Jean et al., ACL 2015). Softmax losses only see
+    differences, so B cancels there, but NCE's sigmoid needs this absolute scale (the
+    expected number of noise draws, "k Q" in Gutmann & Hyvarinen, 2010). The
+    saturating alternative ``1 - (1 - p)^B`` (probability of at least one draw)
+    under-corrects popular items, whose repeats all enter the softmax denominator.
+    Exact counts over the training log, which fits in memory here; `tfrecall.data`
+    has the streaming estimate for logs that do not.
     """
     pos = train.interactions["item_id"][train.interactions["positive"]]
     ids, counts = np.unique(pos.astype(str), return_counts=True)
-    q = counts / counts.sum()
-    default = float(np.log(q.min())) if len(q) else 0.0  # never hit: keys are the positives
-    table = tf.lookup.StaticHashTable(
+    log_q = np.log(batch_size * counts / counts.sum())
+    return tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
-            tf.constant(ids, tf.string), tf.constant(np.log(q), tf.float32)
+            tf.constant(ids, tf.string), tf.constant(log_q, tf.float32)
         ),
-        default_value=default,
+        default_value=float(log_q.min()) if len(log_q) else 0.0,  # keys cover the positives
     )
-    return table
 
 
 def run(config: RecipeConfig, log=print) -> RunResult:
@@ -277,11 +311,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     wall_start = time.time()
     keras.utils.set_random_seed(config.seed)
     data = load_recall_data(config)
-    train, test = (
-        splits.random_split(data, config.test_fraction, config.split_seed)
-        if config.split == "random"
-        else splits.temporal_split(data, config.test_fraction)
-    )
+    train, test = split_data(data, config)
     catalogue = data.item_catalogue()
     user_ids = data.user_ids()
     user_table = _entity_table(data.users, user_ids, "user_id")
@@ -303,10 +333,12 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     loss = make_loss(config.loss)
     dataset = make_dataset(config, train, user_store, item_store, catalogue)
     if config.view == "in_batch" and (config.log_q or loss.requires_log_q):
-        dataset = with_log_q(dataset, item_log_q(train))
+        dataset = with_log_q(dataset, item_log_q(train, config.batch_size))
     elif loss.requires_log_q:
-        # The other views draw their negatives uniformly: Q = 1 / |catalogue| for all.
-        dataset = with_log_q(dataset, None, uniform=-float(np.log(len(catalogue))))
+        # The listwise view draws L-1 negatives uniformly: each item is in a list with
+        # probability about (L-1)/N.
+        q = min(1.0, (config.list_size - 1) / len(catalogue))
+        dataset = with_log_q(dataset, None, uniform=float(np.log(q)))
     model.compile(optimizer=_optimizer(config), loss=loss)
 
     os.makedirs(config.model_dir, exist_ok=True)
@@ -327,27 +359,12 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     save_model(model, config)
 
     # Evaluation on the held-out split, full catalogue, training positives excluded.
-    user_index = {u: i for i, u in enumerate(user_ids.tolist())}
-    item_index = {v: i for i, v in enumerate(catalogue.tolist())}
-    ti = test.interactions
-    targets = group_pairs(ti["user_id"][ti["positive"]], ti["item_id"][ti["positive"]],
-                          user_index, item_index)
-    tr = train.interactions
-    exclude = group_pairs(tr["user_id"][tr["positive"]], tr["item_id"][tr["positive"]],
-                          user_index, item_index)
-    metrics = evaluate_embeddings(
-        embed_users(model, user_table), embed_items(model, item_table), targets, exclude, config.ks
-    )
-    pop = popularity_scores(tr["item_id"][tr["positive"]], catalogue)
-    baselines = {
-        "popularity": evaluate_ranking(
-            lambda users: np.broadcast_to(pop, (len(users), len(pop))),
-            len(catalogue), targets, exclude, config.ks,
-        )
-    }
+    eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
+    metrics = evaluate_model(model, eval_set, user_table, item_table, config.ks)
+    baselines = evaluate_baselines(eval_set, config.ks, config.baselines)
     export_path = None
     export_dir = config.export_dir or os.path.join(config.model_dir, "export")
-    if export_dir:
+    if config.export:
         export_path = export_saved_model(
             model, item_table, export_dir, k=config.export_k, index=config.index,
             metadata={"recipe": config.to_dict(), "metrics": metrics},
@@ -362,9 +379,19 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         export_path=export_path,
         model_dir=config.model_dir,
         data_name=data.name,
-        notes=("Held-out metrics rank the full catalogue; each user's training items are "
-               "excluded from the ranking and from the targets.",),
+        notes=(_protocol_note(config),),
     )
+
+
+def _protocol_note(config: RecipeConfig) -> str:
+    split = {"random": f"random {1 - config.test_fraction:.0%}/{config.test_fraction:.0%} split "
+                       f"(seed {config.split_seed})",
+             "temporal": f"global time cut ({config.test_fraction:.0%} latest rows held out)",
+             "leave_last": f"each user's last {config.leave_last_n} positive(s) held out"}
+    excl = ("each user's training items are excluded from the ranking and from the targets"
+            if config.exclude_train else "training items are NOT excluded")
+    return (f"Held-out metrics: {split[config.split]}; full-catalogue ranking; {excl}; "
+            "recall@K per held-out pair, the other metrics per user.")
 
 
 def _count_rows(dataset) -> int:
@@ -398,3 +425,53 @@ def load_model(model_dir: str) -> TwoTowerModel:
         model = keras.saving.deserialize_keras_object(json.load(f))
     model.load_weights(os.path.join(model_dir, "weights", "final")).expect_partial()
     return model
+
+
+def load_recipe_config(model_dir: str) -> RecipeConfig:
+    with open(os.path.join(model_dir, "recipe.json")) as f:
+        return RecipeConfig.from_dict(json.load(f))
+
+
+@dataclasses.dataclass
+class EvalResult:
+    metrics: Dict[str, float]
+    baselines: Dict[str, Dict[str, float]]
+    note: str
+    source: str
+
+
+def evaluate_trained(
+    model_dir: str,
+    ks: Sequence[int] = (1, 5, 10, 20, 50, 100, 200),
+    baselines: Sequence[str] = ("popularity", "itemcf"),
+    export_path: Optional[str] = None,
+    **overrides,
+) -> EvalResult:
+    """Re-evaluates a trained run on its own held-out split (from its recipe.json).
+
+    Args:
+      model_dir: a `run`'s model_dir (model.json, weights/, recipe.json).
+      ks: cut-offs.
+      baselines: baselines scored in the same harness.
+      export_path: evaluate through this exported SavedModel's index (ANN recall
+        included) instead of exact scoring with the model.
+      **overrides: RecipeConfig fields to change (e.g. interactions=..., split=...).
+    """
+    config = dataclasses.replace(load_recipe_config(model_dir), **overrides)
+    data = load_recall_data(config)
+    train, test = split_data(data, config)
+    catalogue, user_ids = data.item_catalogue(), data.user_ids()
+    user_table = _entity_table(data.users, user_ids, "user_id")
+    eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
+    if export_path:
+        from tfrecall.evaluation.harness import evaluate_export
+
+        metrics = evaluate_export(export_path, eval_set, user_table, ks)
+        source = f"export {export_path}"
+    else:
+        model = load_model(model_dir)
+        item_table = _entity_table(data.items, catalogue, "item_id")
+        metrics = evaluate_model(model, eval_set, user_table, item_table, ks)
+        source = f"model {model_dir} (exact scoring)"
+    return EvalResult(metrics, evaluate_baselines(eval_set, ks, baselines),
+                      _protocol_note(config), source)

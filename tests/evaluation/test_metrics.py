@@ -89,3 +89,17 @@ def test_bad_score_shape_and_bad_k():
         evaluate_ranking(lambda u: np.zeros((len(u), 2)), 3, TARGETS, {}, ks=(1,))
     with pytest.raises(ValueError, match="ks must be positive"):
         evaluate_ranking(lambda u: np.zeros((len(u), 3)), 3, TARGETS, {}, ks=(0,))
+
+
+def test_top_lists_agree_with_scores_and_drop_excluded_items():
+    from tfrecall.evaluation.metrics import evaluate_top_lists
+
+    # u0's list still holds its excluded item i0 (an index without exclusion): removed.
+    lists = {0: [0, 1, 2], 1: [2, 0, 1]}
+    m = evaluate_top_lists(lists, 3, TARGETS, EXCLUDE, ks=(1, 2, 3))
+    ref = evaluate_embeddings(USERS, ITEMS, TARGETS, EXCLUDE, ks=(1, 2, 3))
+    for key in ("recall@1", "recall@2", "ndcg@2", "mrr", "coverage@1"):
+        assert m[key] == pytest.approx(ref[key]), key
+    # A list cut short (only 1 item) gives no hit beyond it.
+    short = evaluate_top_lists({0: [1], 1: [2]}, 3, TARGETS, EXCLUDE, ks=(3,))
+    assert short["recall@3"] == pytest.approx(1 / 3)

@@ -82,6 +82,14 @@ def test_listwise_collision_with_positive_is_masked():
     np.testing.assert_array_equal(labels.numpy(), [[1, 0, -1], [0, 1, 0], [1, -1, -1]])
 
 
+def test_pointwise_negative_rows_are_not_masked():
+    # L = 1 rows with label 0 have no positive: the negative must stay a negative.
+    model = make_model()
+    x = batch([["a"], ["b"], ["c"]])
+    _, labels = model.logits_and_labels(x, tf.constant([[1.0], [0.0], [0.0]]), training=False)
+    np.testing.assert_array_equal(labels.numpy(), [[1], [0], [0]])
+
+
 def _dataset(view):
     rng = np.random.default_rng(0)
     n = 64

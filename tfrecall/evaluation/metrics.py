@@ -48,6 +48,69 @@ def group_pairs(
     return out
 
 
+class _Accumulator:
+    """Sums the per-user metric terms over ranked top lists (item index -1 = empty slot)."""
+
+    def __init__(self, num_items, targets, exclude, ks, item_popularity):
+        self.ks = sorted({int(k) for k in ks})
+        if not self.ks or self.ks[0] < 1:
+            raise ValueError(f"ks must be positive integers, got {list(ks)}")
+        self.kmax = min(self.ks[-1], num_items)
+        self.targets, self.exclude, self.pop = targets, exclude, item_popularity
+        self.discounts = 1.0 / np.log2(np.arange(2, self.kmax + 2))
+        self.sums = {name: {k: 0.0 for k in self.ks}
+                     for name in ("hits", "ndcg", "hit_users", "user_recall", "pop")}
+        self.shown = {k: np.zeros(num_items + 1, bool) for k in self.ks}  # last slot: -1
+        self.mrr = 0.0
+        self.num_pairs = 0
+        self.num_users = 0
+
+    def users(self) -> np.ndarray:
+        """Users with at least one held-out pair left after exclusion."""
+        return np.array(sorted(u for u, t in self.targets.items()
+                               if t - self.exclude.get(u, set())), dtype=np.int64)
+
+    def add(self, u: int, top: np.ndarray) -> None:
+        top = np.asarray(top[: self.kmax], np.int64)
+        if len(top) < self.kmax:
+            top = np.concatenate([top, np.full(self.kmax - len(top), -1, np.int64)])
+        truth = self.targets[u] - self.exclude.get(u, set())
+        self.num_users += 1
+        self.num_pairs += len(truth)
+        is_hit = np.fromiter((i >= 0 and i in truth for i in top.tolist()), bool, count=self.kmax)
+        first = np.flatnonzero(is_hit)
+        self.mrr += 1.0 / (first[0] + 1) if len(first) else 0.0
+        s = self.sums
+        for k in self.ks:
+            kk = min(k, self.kmax)
+            n_hit = int(is_hit[:kk].sum())
+            s["hits"][k] += n_hit
+            s["hit_users"][k] += n_hit > 0
+            s["user_recall"][k] += n_hit / len(truth)
+            self.shown[k][top[:kk]] = True
+            if self.pop is not None:
+                shown = top[:kk][top[:kk] >= 0]
+                s["pop"][k] += float(self.pop[shown].mean()) if len(shown) else 0.0
+            ideal = self.discounts[: min(len(truth), kk)].sum()
+            s["ndcg"][k] += float((self.discounts[:kk] * is_hit[:kk]).sum() / ideal)
+
+    def result(self) -> Dict[str, float]:
+        n, s = self.num_users, self.sums
+        per_user = (lambda v: v / n) if n else (lambda v: 0.0)
+        out: Dict[str, float] = {"num_pairs": float(self.num_pairs), "num_users": float(n)}
+        for k in self.ks:
+            out[f"recall@{k}"] = s["hits"][k] / self.num_pairs if self.num_pairs else 0.0
+            out[f"user_recall@{k}"] = per_user(s["user_recall"][k])
+            out[f"ndcg@{k}"] = per_user(s["ndcg"][k])
+            out[f"hit_rate@{k}"] = per_user(s["hit_users"][k])
+            out[f"coverage@{k}"] = float(self.shown[k][:-1].mean()) if n else 0.0
+            if self.pop is not None:
+                mean_pop = float(np.mean(self.pop))
+                out[f"popularity_bias@{k}"] = per_user(s["pop"][k]) / mean_pop if mean_pop else 0.0
+        out["mrr"] = per_user(self.mrr)
+        return out
+
+
 def evaluate_ranking(
     score_fn: Callable[[np.ndarray], np.ndarray],
     num_items: int,
@@ -72,20 +135,8 @@ def evaluate_ranking(
       {"recall@K", "user_recall@K", "ndcg@K", "hit_rate@K", "coverage@K",
       ["popularity_bias@K"] for each K, "mrr", "num_pairs", "num_users"}.
     """
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1:
-        raise ValueError(f"ks must be positive integers, got {ks}")
-    users = np.array(sorted(u for u, t in targets.items() if t - exclude.get(u, set())))
-    kmax = min(ks[-1], num_items)
-    hits = {k: 0 for k in ks}
-    ndcg = {k: 0.0 for k in ks}
-    hit_users = {k: 0 for k in ks}
-    user_recall = {k: 0.0 for k in ks}
-    shown = {k: np.zeros(num_items, bool) for k in ks}
-    pop_sum = {k: 0.0 for k in ks}
-    mrr = 0.0
-    num_pairs = 0
-    discounts = 1.0 / np.log2(np.arange(2, kmax + 2))
+    acc = _Accumulator(num_items, targets, exclude, ks, item_popularity)
+    users, kmax = acc.users(), acc.kmax
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         scores = np.array(score_fn(batch), dtype=np.float32, copy=True)
@@ -99,37 +150,33 @@ def evaluate_ranking(
         top = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
         order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
+        # Excluded items (-inf) can only reach the top when fewer than K items are left.
+        top = np.where(np.isneginf(np.take_along_axis(scores, top, axis=1)), -1, top)
         for row, u in enumerate(batch.tolist()):
-            truth = targets[u] - exclude.get(u, set())
-            num_pairs += len(truth)
-            is_hit = np.fromiter((i in truth for i in top[row].tolist()), bool, count=kmax)
-            first = np.flatnonzero(is_hit)
-            mrr += 1.0 / (first[0] + 1) if len(first) else 0.0
-            for k in ks:
-                kk = min(k, kmax)
-                n_hit = int(is_hit[:kk].sum())
-                hits[k] += n_hit
-                hit_users[k] += n_hit > 0
-                user_recall[k] += n_hit / len(truth)
-                shown[k][top[row, :kk]] = True
-                if item_popularity is not None:
-                    pop_sum[k] += float(item_popularity[top[row, :kk]].mean())
-                ideal = discounts[: min(len(truth), kk)].sum()
-                ndcg[k] += float((discounts[:kk] * is_hit[:kk]).sum() / ideal)
-    n_users = len(users)
-    per_user = (lambda v: v / n_users) if n_users else (lambda v: 0.0)
-    out: Dict[str, float] = {"num_pairs": float(num_pairs), "num_users": float(n_users)}
-    for k in ks:
-        out[f"recall@{k}"] = hits[k] / num_pairs if num_pairs else 0.0
-        out[f"user_recall@{k}"] = per_user(user_recall[k])
-        out[f"ndcg@{k}"] = per_user(ndcg[k])
-        out[f"hit_rate@{k}"] = per_user(hit_users[k])
-        out[f"coverage@{k}"] = float(shown[k].mean()) if n_users else 0.0
-        if item_popularity is not None:
-            mean_pop = float(np.mean(item_popularity))
-            out[f"popularity_bias@{k}"] = per_user(pop_sum[k]) / mean_pop if mean_pop else 0.0
-    out["mrr"] = per_user(mrr)
-    return out
+            acc.add(u, top[row])
+    return acc.result()
+
+
+def evaluate_top_lists(
+    top_lists: Mapping[int, Sequence[int]],
+    num_items: int,
+    targets: Mapping[int, set],
+    exclude: Mapping[int, set],
+    ks: Sequence[int] = (10, 50, 100),
+    item_popularity: Optional[np.ndarray] = None,
+) -> Dict[str, float]:
+    """Metrics of ranked lists already retrieved (e.g. by an exported ANN index).
+
+    `top_lists` maps each user index to item indices, best first (-1 = unknown id).
+    Excluded items are removed from a list before cutting it at K, and a list shorter
+    than K simply has fewer hits. A user with targets but no list raises KeyError.
+    """
+    acc = _Accumulator(num_items, targets, exclude, ks, item_popularity)
+    for u in acc.users().tolist():
+        seen = exclude.get(u, set())
+        ranked = [i for i in top_lists[u] if i not in seen]
+        acc.add(u, np.asarray(ranked, np.int64))
+    return acc.result()
 
 
 def evaluate_embeddings(

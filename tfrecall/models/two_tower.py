@@ -161,9 +161,12 @@ class TwoTowerModel(keras.Model):
             labels = tf.cast(y, logits.dtype)
             if ids is not None:
                 # The row's positive is its best-labelled slot; another slot holding the same
-                # item is a sampled negative that collided with it.
+                # item is a sampled negative that collided with it. Rows without a positive
+                # (pointwise negatives, exposure-only lists) have nothing to collide with.
                 best = tf.argmax(labels, axis=-1, output_type=tf.int32)
-                labels = remove_accidental_hits(labels, ids, tf.gather(ids, best, batch_dims=1))
+                masked = remove_accidental_hits(labels, ids, tf.gather(ids, best, batch_dims=1))
+                has_positive = tf.reduce_max(labels, axis=-1, keepdims=True) > 0
+                labels = tf.where(has_positive, masked, labels)
         return correct_log_q(logits, log_q), labels
 
     # ---------------------------------------------------------------- training

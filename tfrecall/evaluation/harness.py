@@ -1,0 +1,182 @@
+"""One evaluation harness for the model and the baselines, so they are scored alike.
+
+`make_eval_set` turns a train/test split into targets and exclusions over one
+catalogue; `evaluate_model`, `evaluate_popularity` and `evaluate_itemcf` rank the full
+catalogue for every held-out user through `metrics.evaluate_ranking`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Mapping, Sequence
+
+import numpy as np
+
+from tfrecall.data.schema import RecallData
+from tfrecall.evaluation.baselines import popularity_scores
+from tfrecall.evaluation.metrics import (
+    evaluate_embeddings,
+    evaluate_ranking,
+    evaluate_top_lists,
+    group_pairs,
+)
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """Held-out targets and per-user exclusions, as indices into `user_ids`/`catalogue`."""
+
+    user_ids: np.ndarray
+    catalogue: np.ndarray
+    targets: Dict[int, set]
+    exclude: Dict[int, set]
+    item_popularity: np.ndarray  # training-positive counts per catalogue item
+    train_user_idx: np.ndarray  # training positives as index pairs (for ItemCF)
+    train_item_idx: np.ndarray
+    exclude_train: bool
+
+
+def make_eval_set(
+    train: RecallData,
+    test: RecallData,
+    user_ids: np.ndarray,
+    catalogue: np.ndarray,
+    exclude_train: bool = True,
+) -> EvalSet:
+    """Targets = the test positives; exclusions = each user's training positives.
+
+    With ``exclude_train=False`` nothing is excluded and held-out items the user
+    already has in training stay targets (the "all items" protocol).
+    """
+    user_index = {u: i for i, u in enumerate(user_ids.tolist())}
+    item_index = {v: i for i, v in enumerate(catalogue.tolist())}
+    te, tr = test.interactions, train.interactions
+    targets = group_pairs(te["user_id"][te["positive"]], te["item_id"][te["positive"]],
+                          user_index, item_index)
+    pos_users, pos_items = tr["user_id"][tr["positive"]], tr["item_id"][tr["positive"]]
+    seen = group_pairs(pos_users, pos_items, user_index, item_index)
+    u_idx = np.fromiter((user_index.get(u, -1) for u in pos_users.tolist()), np.int64)
+    i_idx = np.fromiter((item_index.get(i, -1) for i in pos_items.tolist()), np.int64)
+    keep = (u_idx >= 0) & (i_idx >= 0)
+    return EvalSet(
+        user_ids=user_ids,
+        catalogue=catalogue,
+        targets=targets,
+        exclude={u: {i for i in s if i >= 0} for u, s in seen.items()} if exclude_train else {},
+        item_popularity=popularity_scores(pos_items, catalogue),
+        train_user_idx=u_idx[keep],
+        train_item_idx=i_idx[keep],
+        exclude_train=exclude_train,
+    )
+
+
+def evaluate_embeddings_on(
+    eval_set: EvalSet, user_embeddings: np.ndarray, item_embeddings: np.ndarray,
+    ks: Sequence[int],
+) -> Dict[str, float]:
+    """Metrics of `(num_users, D)` x `(num_items, D)` embeddings aligned with the eval set."""
+    return evaluate_embeddings(user_embeddings, item_embeddings, eval_set.targets,
+                               eval_set.exclude, ks, item_popularity=eval_set.item_popularity)
+
+
+def evaluate_model(
+    model, eval_set: EvalSet, user_table: Mapping[str, np.ndarray],
+    item_table: Mapping[str, np.ndarray], ks: Sequence[int],
+) -> Dict[str, float]:
+    """Exact full-catalogue metrics of a `TwoTowerModel`; tables align with the eval set."""
+    from tfrecall.serving.export import embed_items, embed_users
+
+    return evaluate_embeddings_on(
+        eval_set, embed_users(model, user_table), embed_items(model, item_table), ks
+    )
+
+
+def evaluate_popularity(eval_set: EvalSet, ks: Sequence[int]) -> Dict[str, float]:
+    pop = eval_set.item_popularity
+    return evaluate_ranking(
+        lambda users: np.broadcast_to(pop, (len(users), len(pop))), len(pop),
+        eval_set.targets, eval_set.exclude, ks, item_popularity=pop,
+    )
+
+
+def evaluate_baselines(
+    eval_set: EvalSet, ks: Sequence[int], names: Sequence[str] = ("popularity", "itemcf")
+) -> Dict[str, Dict[str, float]]:
+    """Metrics of each named baseline ("popularity", "itemcf") in this harness."""
+    out = {}
+    for name in names:
+        if name == "popularity":
+            out[name] = evaluate_popularity(eval_set, ks)
+        elif name == "itemcf":
+            out[name] = evaluate_itemcf(eval_set, ks)
+        else:
+            raise ValueError(f"unknown baseline {name!r}; known: popularity, itemcf")
+    return out
+
+
+def evaluate_itemcf(eval_set: EvalSet, ks: Sequence[int], num_neighbors=200) -> Dict[str, float]:
+    from tfrecall.evaluation.baselines import ItemCF
+
+    cf = ItemCF(num_neighbors=num_neighbors).fit(
+        eval_set.train_user_idx, eval_set.train_item_idx,
+        len(eval_set.user_ids), len(eval_set.catalogue),
+    )
+    return evaluate_ranking(cf.score, len(eval_set.catalogue), eval_set.targets,
+                            eval_set.exclude, ks, item_popularity=eval_set.item_popularity)
+
+
+def evaluate_export(
+    export_path: str,
+    eval_set: EvalSet,
+    user_table: Mapping[str, np.ndarray],
+    ks: Sequence[int],
+    batch_size: int = 256,
+) -> Dict[str, float]:
+    """Metrics of the top-K lists an exported SavedModel returns (its ANN index included).
+
+    Users are fed through ``serving_default`` with their raw features; when the export
+    has the ``serving_exclude`` signature, each user's training items are passed as
+    ``exclude_item_ids`` so the index returns K fresh items, else they are removed from
+    the returned list (which can then hold fewer than K items). max(ks) must not exceed
+    the export's K.
+    """
+    import tensorflow as tf
+
+    try:  # ScaNN exports need its ops registered; brute-force ones do not.
+        import scann  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
+    loaded = tf.saved_model.load(export_path)
+    use_exclude = bool(eval_set.exclude) and "serving_exclude" in loaded.signatures
+    sig = loaded.signatures["serving_exclude" if use_exclude else "serving_default"]
+    specs = sig.structured_input_signature[1]
+    item_index = {v: i for i, v in enumerate(eval_set.catalogue.tolist())}
+    users = sorted(u for u, t in eval_set.targets.items() if t - eval_set.exclude.get(u, set()))
+    top_lists: Dict[int, list] = {}
+    for start in range(0, len(users), batch_size):
+        batch = np.array(users[start : start + batch_size])
+        feed = {}
+        for name, spec in specs.items():
+            if name == "exclude_item_ids":
+                continue
+            col = user_table.get(name)
+            if spec.dtype == tf.string:
+                values = col[batch].astype(str) if col is not None else np.full(len(batch), "")
+            else:
+                values = (col[batch] if col is not None else np.full(len(batch), np.nan))
+            feed[name] = tf.constant(np.asarray(values, spec.dtype.as_numpy_dtype))
+        if use_exclude:
+            rows = [sorted(eval_set.exclude.get(u, ())) for u in batch.tolist()]
+            width = max(1, max(len(r) for r in rows))
+            ids = np.full((len(batch), width), "", dtype=object)
+            for r, items in enumerate(rows):
+                ids[r, : len(items)] = eval_set.catalogue[items].astype(str)
+            feed["exclude_item_ids"] = tf.constant(ids.astype(str))
+        out = sig(**feed)["item_ids"].numpy()
+        if out.shape[1] < max(ks):
+            raise ValueError(f"the export returns K={out.shape[1]} items, fewer than max(ks)="
+                             f"{max(ks)}: export with a larger k or lower ks")
+        for r, u in enumerate(batch.tolist()):
+            top_lists[u] = [item_index.get(i.decode(), -1) for i in out[r]]
+    return evaluate_top_lists(top_lists, len(eval_set.catalogue), eval_set.targets,
+                              eval_set.exclude, ks, eval_set.item_popularity)
