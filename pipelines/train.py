@@ -68,6 +68,9 @@ flags.DEFINE_list("hidden_units", [str(u) for u in _T.hidden_units],
 flags.DEFINE_integer("embedding_dim", _T.output_dim, "Output embedding width of the towers.")
 flags.DEFINE_float("dropout", _T.dropout, "Dropout after each hidden layer.")
 flags.DEFINE_integer("id_embedding_dim", _D.id_embedding_dim, "Width of id embeddings.")
+flags.DEFINE_integer("history_items", _D.history_items,
+                     "Add the user's last N training positives as a multi-valued user feature "
+                     "'history' (leave-one-out in training; serving feeds it); 0 disables.")
 flags.DEFINE_list("ks", [str(k) for k in _D.ks], "Cut-offs K of the held-out metrics.")
 flags.DEFINE_boolean("exclude_train", _D.exclude_train,
                      "Exclude each user's training items from the ranking and the targets.")
@@ -120,6 +123,7 @@ def config_from_flags() -> RecipeConfig:
             dropout=FLAGS.dropout,
         ),
         id_embedding_dim=FLAGS.id_embedding_dim,
+        history_items=FLAGS.history_items,
         ks=tuple(int(k) for k in FLAGS.ks),
         exclude_train=FLAGS.exclude_train,
         baselines=tuple(FLAGS.baselines),

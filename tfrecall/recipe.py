@@ -24,6 +24,7 @@ from tfrecall.data.inference import (
     infer_feature_specs,
     load_feature_config,
 )
+from tfrecall.data.history import HISTORY_FEATURE, drop_candidates_from_history, user_histories
 from tfrecall.data.readers import load_data
 from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.harness import evaluate_baselines, evaluate_model, make_eval_set
@@ -81,6 +82,7 @@ class RecipeConfig:
     temperature: float = 0.05
     tower: TowerConfig = TowerConfig()
     id_embedding_dim: int = 32
+    history_items: int = 0  # >0: the user's last N training positives as a feature
     ks: Tuple[int, ...] = (10, 50, 100)
     exclude_train: bool = True
     baselines: Tuple[str, ...] = ("popularity", "itemcf")
@@ -225,7 +227,22 @@ def build_specs(data: RecallData, config: RecipeConfig) -> Tuple[list, list]:
             table, key, overrides=overrides.get(side), id_dim=config.id_embedding_dim,
             source=config_source(config.feature_config, side),
         ))
+    if config.history_items:
+        if any(spec.name == HISTORY_FEATURE for spec in specs[0]):
+            raise ValueError(f"the user table already has a column {HISTORY_FEATURE!r}; "
+                             "rename it or set history_items=0")
+        specs[0].append(FeatureSpec(HISTORY_FEATURE, "multi_categorical",
+                                    embedding_dim=config.id_embedding_dim))
     return specs[0], specs[1]
+
+
+def user_feature_table(data: RecallData, train: RecallData, user_ids: np.ndarray,
+                       config: RecipeConfig) -> dict:
+    """The user table aligned with `user_ids`, plus the training-history feature."""
+    table = _entity_table(data.users, user_ids, "user_id")
+    if config.history_items:
+        table[HISTORY_FEATURE] = user_histories(train, user_ids, config.history_items)
+    return table
 
 
 def build_model(
@@ -314,13 +331,13 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     train, test = split_data(data, config)
     catalogue = data.item_catalogue()
     user_ids = data.user_ids()
-    user_table = _entity_table(data.users, user_ids, "user_id")
+    user_table = user_feature_table(data, train, user_ids, config)
     item_table = _entity_table(data.items, catalogue, "item_id")
     user_specs, item_specs = build_specs(data, config)
     log(f"data: {data.name}: {data.num_interactions} interactions, {len(user_ids)} users, "
         f"{len(catalogue)} items; train {train.num_interactions}, test {test.num_interactions}")
     log("user features (inferred kinds; override with --feature_config):\n"
-        + describe_specs(user_specs, data.users))
+        + describe_specs(user_specs, user_table))
     log("item features:\n" + describe_specs(item_specs, data.items))
 
     # Vocabularies come from the training side only, so held-out ids behave like the
@@ -328,7 +345,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     train_users = set(train.interactions["user_id"].tolist())
     user_adapt = {k: v[np.isin(user_ids, list(train_users))] for k, v in user_table.items()}
     model = build_model(user_specs, item_specs, user_adapt, item_table, config)
-    user_store = samples_lib.FeatureStore(data.users, "user_id", user_ids)
+    user_store = samples_lib.FeatureStore(user_table, "user_id", user_ids)
     item_store = samples_lib.FeatureStore(data.items, "item_id", catalogue)
     loss = make_loss(config.loss)
     dataset = make_dataset(config, train, user_store, item_store, catalogue)
@@ -339,23 +356,38 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         # probability about (L-1)/N.
         q = min(1.0, (config.list_size - 1) / len(catalogue))
         dataset = with_log_q(dataset, None, uniform=float(np.log(q)))
+    if config.history_items:
+        dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),
+                              num_parallel_calls=tf.data.AUTOTUNE)
     model.compile(optimizer=_optimizer(config), loss=loss)
 
     os.makedirs(config.model_dir, exist_ok=True)
+    backup_dir = os.path.join(config.model_dir, "backup")
+    if os.path.isdir(backup_dir) and os.listdir(backup_dir):
+        log(f"resuming from the backup in {backup_dir} (an earlier run of this model_dir "
+            "was interrupted)")
     callbacks = [
+        # Saves the model, optimizer and epoch counter after every epoch and restores them
+        # when the same command runs again after a crash; deleted when fit completes.
+        keras.callbacks.BackupAndRestore(backup_dir),
         keras.callbacks.ModelCheckpoint(
             os.path.join(config.model_dir, "checkpoints", "ckpt-{epoch:03d}"),
             save_weights_only=True,
         ),
         keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), profile_batch=0),
     ]
+    # Build the variables before fit, so BackupAndRestore can restore into them.
+    model(next(iter(dataset.take(1)))[0])
     fit_start = time.time()
     history = model.fit(dataset, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
     train_seconds = time.time() - fit_start
-    examples_total = _count_rows(dataset) * config.epochs
-    final_loss = float(history.history["loss"][-1])
-    if not np.isfinite(final_loss):
-        raise FloatingPointError(f"training diverged: final loss {final_loss}")
+    epochs_run = len(history.epoch)
+    if epochs_run < config.epochs:
+        log(f"resumed: trained epochs {history.epoch[0] + 1}..{config.epochs} of {config.epochs}")
+    examples_total = _count_rows(dataset) * epochs_run
+    losses_seen = history.history.get("loss", [])  # empty if a resume found nothing left
+    if losses_seen and not np.isfinite(losses_seen[-1]):
+        raise FloatingPointError(f"training diverged: final loss {losses_seen[-1]}")
     save_model(model, config)
 
     # Evaluation on the held-out split, full catalogue, training positives excluded.
@@ -412,8 +444,13 @@ def _optimizer(config: RecipeConfig):
 def save_model(model: TwoTowerModel, config: RecipeConfig) -> None:
     """Writes model.json (architecture + adapted vocabularies), weights and the recipe config."""
     os.makedirs(config.model_dir, exist_ok=True)
+    spec = keras.saving.serialize_keras_object(model)
+    # Keras' build/compile records hold nested input shapes it cannot rebuild from for a
+    # subclassed model with dict inputs; the weights restore lazily without them.
+    spec.pop("build_config", None)
+    spec.pop("compile_config", None)
     with open(os.path.join(config.model_dir, "model.json"), "w") as f:
-        json.dump(keras.saving.serialize_keras_object(model), f)
+        json.dump(spec, f)
     with open(os.path.join(config.model_dir, "recipe.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=2)
     model.save_weights(os.path.join(config.model_dir, "weights", "final"))
@@ -461,7 +498,7 @@ def evaluate_trained(
     data = load_recall_data(config)
     train, test = split_data(data, config)
     catalogue, user_ids = data.item_catalogue(), data.user_ids()
-    user_table = _entity_table(data.users, user_ids, "user_id")
+    user_table = user_feature_table(data, train, user_ids, config)
     eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
     if export_path:
         from tfrecall.evaluation.harness import evaluate_export

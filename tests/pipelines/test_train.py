@@ -94,7 +94,8 @@ def test_own_csv_data_with_feature_config(tmp_path):
     fcfg = _write(tmp_path / "features.json",
                   '{"items": {"price": {"kind": "bucketized", "num_buckets": 4}}}')
     result = run(RecipeConfig(interactions=events, users=ucsv, items=icsv, feature_config=fcfg,
-                              epochs=3, batch_size=64, model_dir=str(tmp_path / "run"),
+                              epochs=3, batch_size=64, history_items=5,
+                              model_dir=str(tmp_path / "run"),
                               index="brute_force", verbose=0), log=lambda *_: None)
     assert result.data_name.startswith("events")
     assert 0.0 <= result.metrics["recall@10"] <= 1.0
@@ -102,7 +103,13 @@ def test_own_csv_data_with_feature_config(tmp_path):
     kinds = {s.name: s.kind for s in model.item_tower.specs}
     assert kinds == {"item_id": "id", "price": "bucketized", "tags": "multi_categorical"}
     assert {s.name: s.kind for s in model.user_tower.specs} == {
-        "user_id": "id", "age": "continuous", "segment": "categorical"}
+        "user_id": "id", "age": "continuous", "segment": "categorical",
+        "history": "multi_categorical"}
+    # The export takes the history as a raw string input like any other feature.
+    import tensorflow as tf
+
+    sig = tf.saved_model.load(result.export_path).signatures["serving_default"]
+    assert "history" in sig.structured_input_signature[1]
 
 
 def test_bad_input_names_file_line_and_column_without_traceback(tmp_path, subprocess_env):

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from tfrecall._backend import tf
+from tfrecall.data.history import drop_candidates_from_history, user_histories
+from tfrecall.data.schema import RecallData
+
+
+def log():
+    # u1: a (t=3), b (t=1), c (t=2, impression -> not a positive), a again (t=5); u2: d.
+    return RecallData({
+        "user_id": np.array(["u1", "u1", "u1", "u1", "u2"], object),
+        "item_id": np.array(["a", "b", "c", "a", "d"], object),
+        "timestamp": np.array([3, 1, 2, 5, 1], np.int64),
+        "label": np.array([1, 1, 0, 1, 1], np.float32),
+        "positive": np.array([True, True, False, True, True]),
+    })
+
+
+def test_histories_are_time_ordered_deduplicated_and_truncated():
+    h = user_histories(log(), np.array(["u1", "u2", "new"], object))
+    # u1 positives by time: b (1), a (3), a (5) -> "b|a"; u2 "d"; unknown user "".
+    assert h.tolist() == ["b|a", "d", ""]
+    assert user_histories(log(), np.array(["u1"], object), max_items=1).tolist() == ["a"]
+
+
+def test_separator_inside_an_id_is_an_error():
+    data = log()
+    data.interactions["item_id"][0] = "x|y"
+    with pytest.raises(ValueError, match="separator"):
+        user_histories(data, np.array(["u1"], object))
+
+
+def test_leave_one_out_removes_only_the_rows_own_candidates():
+    x = {"user": {"history": tf.constant(["a|b|c", "b", "", "a|a"])},
+         "items": {"item_id": tf.constant([["b", "z"], ["q", "r"], ["a", "b"], ["a", "c"]])}}
+    out = drop_candidates_from_history(x)["user"]["history"].numpy().astype(str).tolist()
+    assert out == ["a|c", "b", "", ""]

@@ -1,0 +1,42 @@
+"""Crash safety: SIGKILL pipelines.train mid-run, run the same command again, it resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.mark.slow
+def test_hard_kill_then_same_command_resumes_from_last_epoch(tmp_path, subprocess_env):
+    model_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pipelines.train", f"--model_dir={model_dir}", "--epochs=8",
+           "--noexport", "--baselines=popularity", "--verbose=0"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    marker = model_dir / "checkpoints" / "ckpt-002.index"
+    deadline = time.time() + 240
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # a hard kill: no cleanup, no atexit
+    proc.wait(timeout=60)
+    assert (model_dir / "backup").is_dir(), "no backup left behind to resume from"
+
+    out = subprocess.run(cmd, cwd=REPO, env=subprocess_env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resuming from the backup" in out.stdout
+    line = next(ln for ln in out.stdout.splitlines() if ln.startswith("resumed: trained epochs"))
+    first = int(line.split("epochs ")[1].split("..")[0])
+    assert 3 <= first <= 8 and line.endswith("..8 of 8")
+    assert (model_dir / "checkpoints" / "ckpt-008.index").exists()
+    assert not (model_dir / "backup").exists()  # removed once fit completed
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    m, pop = summary["metrics"], summary["baselines"]["popularity"]
+    assert m["recall@100"] > pop["recall@100"]  # a healthy model, not a fresh one
