@@ -172,3 +172,17 @@ def test_bad_arguments_are_named():
         TwoTowerModel(tower, item)
     with pytest.raises(ValueError, match="output_dim"):
         TwoTowerModel(tower, Tower(ITEM_SPECS, hidden_units=(), output_dim=5))
+
+
+def test_tower_without_projection_is_the_bare_embedding():
+    # Matrix factorization: the tower output is the id embedding row itself.
+    tower = Tower([FeatureSpec("user_id", "id", embedding_dim=4)], hidden_units=(),
+                  output_dim=4, normalize=False, projection=False)
+    tower.encoder.adapt({"user_id": np.array(["u1", "u2"], object)})
+    out = tower({"user_id": tf.constant(["u2", "zz"])}).numpy()
+    table = tower.encoder.feature_layers[0].embeddings.numpy()
+    # Rows: 0 = OOV, 1 = u1, 2 = u2 (vocabulary after the OOV bucket).
+    np.testing.assert_allclose(out, table[[2, 0]])
+    with pytest.raises(ValueError, match="projection=False"):
+        Tower([FeatureSpec("user_id", "id", embedding_dim=4)], hidden_units=(), output_dim=8,
+              projection=False)

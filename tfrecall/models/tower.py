@@ -26,6 +26,10 @@ class Tower(keras.layers.Layer):
       activation: activation of the hidden layers.
       dropout: dropout rate after each hidden layer.
       normalize: L2-normalize the output, so dot products are cosines.
+      projection: end with a linear projection to `output_dim` (default). Without
+        it, the last hidden layer (or, with no hidden layers, the encoder's
+        concatenated features, e.g. a bare id embedding as in matrix factorization)
+        is the embedding, and its width must equal `output_dim`.
 
     Call arguments:
       features: dict of raw feature tensors, all of shape S ((B,) or (B, L)).
@@ -49,6 +53,7 @@ class Tower(keras.layers.Layer):
         activation: str = "relu",
         dropout: float = 0.0,
         normalize: bool = True,
+        projection: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -73,7 +78,16 @@ class Tower(keras.layers.Layer):
             keras.layers.Dropout(self.dropout) if self.dropout > 0 else None
             for _ in self.hidden_units
         ]
-        self.projection = keras.layers.Dense(self.output_dim, name="projection")
+        self.use_projection = bool(projection)
+        if self.use_projection:
+            self.projection = keras.layers.Dense(self.output_dim, name="projection")
+        else:
+            width = self.hidden_units[-1] if self.hidden_units else self.encoder.output_dim
+            if width != self.output_dim:
+                raise ValueError(
+                    f"projection=False needs the last layer's width ({width}) to equal "
+                    f"output_dim ({self.output_dim})"
+                )
 
     @classmethod
     def from_config_objects(
@@ -99,7 +113,8 @@ class Tower(keras.layers.Layer):
             x = dense(x)
             if drop is not None:
                 x = drop(x, training=training)
-        x = self.projection(x)
+        if self.use_projection:
+            x = self.projection(x)
         if self.normalize:
             # epsilon keeps an all-zero vector finite (its cosine with anything is 0).
             x = tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
@@ -115,6 +130,7 @@ class Tower(keras.layers.Layer):
                 "activation": self.activation,
                 "dropout": self.dropout,
                 "normalize": self.normalize,
+                "projection": self.use_projection,
             }
         )
         return config
