@@ -186,3 +186,55 @@ def test_tower_without_projection_is_the_bare_embedding():
     with pytest.raises(ValueError, match="projection=False"):
         Tower([FeatureSpec("user_id", "id", embedding_dim=4)], hidden_units=(), output_dim=8,
               projection=False)
+
+
+CROSS_REPLICA = r"""
+import json, numpy as np, tensorflow as tf
+import tfrecall
+from tfrecall._backend import keras
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+from tfrecall.config import FeatureSpec, TowerConfig
+from tfrecall.models import TwoTowerModel
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    keras.utils.set_random_seed(0)
+    model = TwoTowerModel.from_specs([FeatureSpec("user_id", "id", embedding_dim=4)],
+                                     [FeatureSpec("item_id", "id", embedding_dim=4)],
+                                     tower=TowerConfig(hidden_units=(), output_dim=4))
+model.adapt({"user_id": np.array(["u0", "u1", "u2", "u3"], object)},
+            {"item_id": np.array(["a", "b", "c"], object)})
+model.in_batch_negatives = True
+x = {"user": {"user_id": tf.constant(["u0", "u1", "u2", "u3"])},
+     "items": {"item_id": tf.constant([["a"], ["b"], ["a"], ["c"]])},
+     "log_q": tf.math.log(tf.constant([[0.5], [0.25], [0.5], [0.25]]))}
+dist = strategy.experimental_distribute_values_from_function(
+    lambda ctx: tf.nest.map_structure(lambda t: t[2 * ctx.replica_id_in_sync_group:
+                                                  2 * ctx.replica_id_in_sync_group + 2], x))
+out = strategy.run(lambda b: model.logits_and_labels(b, None, training=False), args=(dist,))
+logits = [t.numpy().tolist() for t in strategy.experimental_local_results(out[0])]
+labels = [t.numpy().tolist() for t in strategy.experimental_local_results(out[1])]
+single_logits, single_labels = model.logits_and_labels(x, None, training=False)
+print(json.dumps({"logits": logits, "labels": labels,
+                  "single_logits": single_logits.numpy().tolist(),
+                  "single_labels": single_labels.numpy().tolist()}))
+"""
+
+
+def test_cross_replica_in_batch_negatives_have_global_batch_width(subprocess_env):
+    # Two replicas of 2 rows each: every replica's logits are (2, 4), the global batch, and
+    # equal the single-device rows; labels mark the replica's own block, and the
+    # accidental hit (item a in rows 0 and 2, on different replicas) is masked across them.
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", CROSS_REPLICA], capture_output=True, text=True,
+                         env=subprocess_env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [np.shape(t) for t in got["logits"]] == [(2, 4), (2, 4)]
+    np.testing.assert_allclose(np.concatenate(got["logits"]), got["single_logits"], rtol=1e-5)
+    np.testing.assert_array_equal(np.concatenate(got["labels"]), got["single_labels"])
+    np.testing.assert_array_equal(got["labels"][0], [[1, 0, -1, 0], [0, 1, 0, 0]])

@@ -48,6 +48,9 @@ class TwoTowerModel(keras.Model):
       in_batch_negatives: train on `(B, 1)` positives scored against the whole batch.
       item_id_feature: the item feature holding ids (accidental-hit masking, serving).
       user_id_feature: the user feature holding ids.
+      cross_replica_negatives: under a multi-replica `tf.distribute` strategy, score
+        each replica's users against the positives of ALL replicas (an all-gather), so
+        the softmax sees the global batch's negatives, as on one device.
 
     Call arguments:
       inputs: {"user": {name: (B,)}, "items": {name: (B, L)}}.
@@ -69,6 +72,7 @@ class TwoTowerModel(keras.Model):
         in_batch_negatives: bool = False,
         item_id_feature: str = "item_id",
         user_id_feature: str = "user_id",
+        cross_replica_negatives: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +98,7 @@ class TwoTowerModel(keras.Model):
         self.in_batch_negatives = bool(in_batch_negatives)
         self.item_id_feature = item_id_feature
         self.user_id_feature = user_id_feature
+        self.cross_replica_negatives = bool(cross_replica_negatives)
 
     @classmethod
     def from_specs(
@@ -147,12 +152,21 @@ class TwoTowerModel(keras.Model):
         if self.in_batch_negatives:
             positives = {name: value[:, 0] for name, value in items.items()}
             cands = self.item_tower(positives, training=training)  # (B, D)
+            cand_ids = row_ids = None if ids is None else ids[:, 0]
+            cand_log_q = None if log_q is None else tf.cast(log_q, cands.dtype)[:, 0]
+            labels = tf.eye(tf.shape(cands)[0], dtype=cands.dtype)  # (B, B)
+            context = tf.distribute.get_replica_context()
+            if (self.cross_replica_negatives and tf.distribute.has_strategy()
+                    and context is not None and context.num_replicas_in_sync > 1):
+                cands, cand_ids, cand_log_q, labels = _gather_replicas(
+                    context, cands, cand_ids, cand_log_q)
+                if cand_ids is not None and ids.dtype == tf.string:
+                    row_ids = tf.strings.to_hash_bucket_fast(row_ids, 2**62)  # as gathered
             logits = tf.matmul(users, cands, transpose_b=True) / self.temperature
-            labels = tf.eye(tf.shape(logits)[0], dtype=logits.dtype)
             if ids is not None:
-                labels = remove_accidental_hits(labels, ids[:, 0], ids[:, 0])
-            if log_q is not None:
-                log_q = tf.reshape(tf.cast(log_q, logits.dtype)[:, 0], [1, -1])
+                labels = remove_accidental_hits(labels, cand_ids, row_ids)
+            if cand_log_q is not None:
+                log_q = tf.reshape(cand_log_q, [1, -1])
         else:
             if y is None:
                 raise ValueError("a batch without labels needs in_batch_negatives=True")
@@ -203,9 +217,33 @@ class TwoTowerModel(keras.Model):
             "in_batch_negatives": self.in_batch_negatives,
             "item_id_feature": self.item_id_feature,
             "user_id_feature": self.user_id_feature,
+            "cross_replica_negatives": self.cross_replica_negatives,
             "name": self.name,
         }
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _gather_replicas(context, cands, cand_ids, cand_log_q):
+    """All-gathers in-batch candidates across replicas; labels mark this replica's own block.
+
+    Returns `(cands (G, D), ids (G,), log_q (G,), labels (B, G))` with G the global batch.
+    Ids travel as 64-bit hashes (collectives do not carry strings); a hash collision
+    would only mask one more negative. The all-gather is differentiable: gradients
+    flow back to the replica that embedded each candidate.
+    """
+    local = tf.shape(cands)[0]
+    sizes = context.all_gather(tf.reshape(local, [1]), axis=0)  # (R,) per-replica batch sizes
+    replica = context.replica_id_in_sync_group
+    offset = tf.reduce_sum(sizes[:replica])
+    cands = context.all_gather(cands, axis=0)
+    if cand_ids is not None:
+        if cand_ids.dtype == tf.string:
+            cand_ids = tf.strings.to_hash_bucket_fast(cand_ids, 2**62)
+        cand_ids = context.all_gather(cand_ids, axis=0)
+    if cand_log_q is not None:
+        cand_log_q = context.all_gather(cand_log_q, axis=0)
+    labels = tf.one_hot(offset + tf.range(local), tf.shape(cands)[0], dtype=cands.dtype)
+    return cands, cand_ids, cand_log_q, labels
