@@ -22,7 +22,7 @@ import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tfrecall.config import TowerConfig
 from tfrecall.data.readers import DataError
 from tfrecall.evaluation.report import format_table
-from tfrecall.recipe import LOSSES, SPLITS, VIEWS, RecipeConfig, run
+from tfrecall.recipe import LOSSES, SPLITS, STRATEGIES, VIEWS, RecipeConfig, run
 
 _D = RecipeConfig()
 _T = TowerConfig()
@@ -86,6 +86,10 @@ flags.DEFINE_enum("index", _D.index, ["scann", "brute_force"],
                   "Serving index: ScaNN (needs `import scann` to load) or exact brute force "
                   "(stock TensorFlow ops).")
 flags.DEFINE_integer("export_k", _D.export_k, "Items returned by the serving signature.")
+flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES),
+                  "tf.distribute strategy: default (one device), mirrored (all local devices), "
+                  "multi_worker (MultiWorkerMirroredStrategy; cluster from TF_CONFIG, run the "
+                  "same command on every worker).")
 flags.DEFINE_integer("seed", _D.seed, "Seed of initialisation, shuffling and sampling.")
 flags.DEFINE_integer("verbose", _D.verbose, "Keras fit verbosity (0 silent, 1 progress bar).")
 
@@ -132,6 +136,7 @@ def config_from_flags() -> RecipeConfig:
         export=FLAGS.export,
         index=FLAGS.index,
         export_k=FLAGS.export_k,
+        strategy=FLAGS.strategy,
         seed=FLAGS.seed,
         verbose=FLAGS.verbose,
     )

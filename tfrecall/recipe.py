@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -34,6 +35,7 @@ from tfrecall.serving.export import export_saved_model
 
 VIEWS = ("in_batch", "pointwise", "pairwise", "listwise")
 SPLITS = ("random", "temporal", "leave_last")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 # Loss name -> (class, the views it trains on).
 LOSSES = {
@@ -91,6 +93,7 @@ class RecipeConfig:
     export: bool = True
     index: str = "scann"
     export_k: int = 100
+    strategy: str = "default"  # default | mirrored | multi_worker (reads TF_CONFIG)
     seed: int = 0
     verbose: int = 1
 
@@ -104,6 +107,8 @@ class RecipeConfig:
                 f"loss {self.loss!r} trains on the view(s) {LOSSES[self.loss][1]}, "
                 f"not {self.view!r}"
             )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         for name in ("batch_size", "epochs", "num_negatives", "export_k", "id_embedding_dim"):
@@ -344,7 +349,10 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     # unseen ids of production (OOV), and the catalogue's item features are all known.
     train_users = set(train.interactions["user_id"].tolist())
     user_adapt = {k: v[np.isin(user_ids, list(train_users))] for k, v in user_table.items()}
-    model = build_model(user_specs, item_specs, user_adapt, item_table, config)
+    strategy = make_strategy(config.strategy)
+    chief = is_chief(strategy)
+    with strategy.scope():
+        model = build_model(user_specs, item_specs, user_adapt, item_table, config)
     user_store = samples_lib.FeatureStore(user_table, "user_id", user_ids)
     item_store = samples_lib.FeatureStore(data.items, "item_id", catalogue)
     loss = make_loss(config.loss)
@@ -359,7 +367,10 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     if config.history_items:
         dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
-    model.compile(optimizer=_optimizer(config), loss=loss)
+    with strategy.scope():
+        model.compile(optimizer=_optimizer(config), loss=loss)
+        # Build the variables before fit, so BackupAndRestore can restore into them.
+        model(next(iter(dataset.take(1)))[0])
 
     os.makedirs(config.model_dir, exist_ok=True)
     backup_dir = os.path.join(config.model_dir, "backup")
@@ -376,8 +387,6 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         ),
         keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), profile_batch=0),
     ]
-    # Build the variables before fit, so BackupAndRestore can restore into them.
-    model(next(iter(dataset.take(1)))[0])
     fit_start = time.time()
     history = model.fit(dataset, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
     train_seconds = time.time() - fit_start
@@ -388,7 +397,13 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     losses_seen = history.history.get("loss", [])  # empty if a resume found nothing left
     if losses_seen and not np.isfinite(losses_seen[-1]):
         raise FloatingPointError(f"training diverged: final loss {losses_seen[-1]}")
-    save_model(model, config)
+    if chief:
+        save_model(model, config)
+    else:
+        # Every worker must take part in saving (variables may need collectives); only the
+        # chief's copy is kept (the Keras multi-worker convention).
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(model, dataclasses.replace(config, model_dir=tmp))
 
     # Evaluation on the held-out split, full catalogue, training positives excluded.
     eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
@@ -396,7 +411,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     baselines = evaluate_baselines(eval_set, config.ks, config.baselines)
     export_path = None
     export_dir = config.export_dir or os.path.join(config.model_dir, "export")
-    if config.export:
+    if config.export and chief:
         export_path = export_saved_model(
             model, item_table, export_dir, k=config.export_k, index=config.index,
             metadata={"recipe": config.to_dict(), "metrics": metrics},
@@ -412,6 +427,35 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         model_dir=config.model_dir,
         data_name=data.name,
         notes=(_protocol_note(config),),
+    )
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy named by `RecipeConfig.strategy`.
+
+    "multi_worker" reads the cluster from the TF_CONFIG environment variable (see
+    docs/distributed.md); every worker runs the same command.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' needs the TF_CONFIG environment variable "
+                             "(cluster and task); see docs/distributed.md")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def is_chief(strategy) -> bool:
+    """True on the worker that writes checkpoints, the model and the export."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
     )
 
 
