@@ -1,4 +1,4 @@
-"""Refresh the serving index without retraining: embed a new catalogue, export a new version.
+r"""Refresh the serving index without retraining: embed a new catalogue, export a new version.
 
     python -m pipelines.export --model_dir=runs/default --items=catalogue.csv \
         --export_dir=DIR [--index=scann|partitioned|brute_force] [--k=100] \

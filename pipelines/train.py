@@ -21,6 +21,7 @@ from absl import app, flags, logging
 import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from tfrecall.config import TowerConfig
 from tfrecall.data.readers import DataError
+from tfrecall.data.training import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
 from tfrecall.evaluation.report import format_table
 from tfrecall.recipe import LOSSES, SPLITS, STRATEGIES, VIEWS, RecipeConfig, run
 
@@ -48,15 +49,22 @@ flags.DEFINE_integer("leave_last_n", _D.leave_last_n, "Positives per user held o
                      "--split=leave_last.")
 flags.DEFINE_float("test_fraction", _D.test_fraction, "Share of interactions held out.")
 flags.DEFINE_integer("split_seed", _D.split_seed, "Seed of the random split.")
-flags.DEFINE_enum("view", _D.view, list(VIEWS),
-                  "Training view: in_batch (positives scored against the batch), pointwise "
-                  "(positive + sampled negatives as rows), pairwise (positive, negative), "
-                  "listwise (positive + list_size-1 sampled negatives).")
+flags.DEFINE_enum("view", _D.view, list(VIEWS), FLAG_HELP["view"])
 flags.DEFINE_enum("loss", _D.loss, sorted(LOSSES), "Loss; must fit the view.")
 flags.DEFINE_boolean("log_q", _D.log_q,
-                     "In-batch view: correct logits by log Q(item) (sampling-bias correction).")
-flags.DEFINE_integer("num_negatives", _D.num_negatives, "Pointwise: negatives per positive.")
-flags.DEFINE_integer("list_size", _D.list_size, "Listwise: items per list.")
+                     "Correct training logits by log Q(item) (sampling-bias correction).")
+flags.DEFINE_string("negatives", _D.negatives, FLAG_HELP["negatives"])
+flags.DEFINE_integer("num_negatives", _D.num_negatives, FLAG_HELP["num_negatives"])
+flags.DEFINE_integer("list_size", _D.list_size, FLAG_HELP["list_size"])
+flags.DEFINE_enum("list_mode", _D.list_mode, list(LIST_MODES), FLAG_HELP["list_mode"])
+flags.DEFINE_enum("pairwise_mode", _D.pairwise_mode, list(PAIRWISE_MODES),
+                  FLAG_HELP["pairwise_mode"])
+flags.DEFINE_list("hard_negative_window", [str(v) for v in _D.hard_negative_window],
+                  FLAG_HELP["hard_negative_window"])
+flags.DEFINE_float("easy_hard_ratio", _D.easy_hard_ratio, FLAG_HELP["easy_hard_ratio"])
+flags.DEFINE_float("popularity_alpha", _D.popularity_alpha, FLAG_HELP["popularity_alpha"])
+flags.DEFINE_integer("distill_top_n", _D.distill_top_n, FLAG_HELP["distill_top_n"])
+flags.DEFINE_enum("frequency", _D.frequency, ["exact", "streaming"], FLAG_HELP["frequency"])
 flags.DEFINE_integer("batch_size", _D.batch_size, "Training batch size (lists per batch).")
 flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Optimizer learning rate.")
@@ -82,9 +90,10 @@ flags.DEFINE_string("export_dir", None,
                     "SavedModel base directory; a new numbered version is written into it. "
                     "Default: MODEL_DIR/export.")
 flags.DEFINE_boolean("export", _D.export, "Write the SavedModel (--noexport to skip).")
-flags.DEFINE_enum("index", _D.index, ["scann", "brute_force"],
-                  "Serving index: ScaNN (needs `import scann` to load) or exact brute force "
-                  "(stock TensorFlow ops).")
+flags.DEFINE_enum("index", _D.index, ["scann", "brute_force", "partitioned"],
+                  "Serving index: ScaNN (needs `import scann` to load), exact brute force, or "
+                  "partitioned (k-means cells + exact re-scoring, stock TensorFlow ops: loads "
+                  "in stock TF Serving); approximate indexes are tuned to recall@10 >= 0.95.")
 flags.DEFINE_integer("export_k", _D.export_k, "Items returned by the serving signature.")
 flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES),
                   "tf.distribute strategy: default (one device), mirrored (all local devices), "
@@ -113,8 +122,16 @@ def config_from_flags() -> RecipeConfig:
         view=FLAGS.view,
         loss=FLAGS.loss,
         log_q=FLAGS.log_q,
+        negatives=FLAGS.negatives,
         num_negatives=FLAGS.num_negatives,
         list_size=FLAGS.list_size,
+        list_mode=FLAGS.list_mode,
+        pairwise_mode=FLAGS.pairwise_mode,
+        hard_negative_window=tuple(int(v) for v in FLAGS.hard_negative_window),
+        easy_hard_ratio=FLAGS.easy_hard_ratio,
+        popularity_alpha=FLAGS.popularity_alpha,
+        distill_top_n=FLAGS.distill_top_n,
+        frequency=FLAGS.frequency,
         batch_size=FLAGS.batch_size,
         epochs=FLAGS.epochs,
         learning_rate=FLAGS.learning_rate,

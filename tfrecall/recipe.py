@@ -19,6 +19,7 @@ from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
 from tfrecall.data import samples as samples_lib
 from tfrecall.data import splits, synthetic
+from tfrecall.data import training as training_lib
 from tfrecall.data.inference import (
     config_source,
     describe_specs,
@@ -33,7 +34,7 @@ from tfrecall import losses as losses_lib
 from tfrecall.models import TwoTowerModel
 from tfrecall.serving.export import export_saved_model
 
-VIEWS = ("in_batch", "pointwise", "pairwise", "listwise")
+VIEWS = training_lib.VIEWS  # in_batch, pointwise, pairwise, listwise, distill
 SPLITS = ("random", "temporal", "leave_last")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -41,9 +42,9 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 LOSSES = {
     "softmax": ("SoftmaxLoss", ("in_batch", "listwise")),
     "sampled_softmax": ("SampledSoftmaxLoss", ("in_batch", "listwise")),
-    "kl": ("KLLoss", ("listwise",)),
-    "listnet": ("ListNetLoss", ("listwise",)),
-    "listmle": ("ListMLELoss", ("listwise",)),
+    "kl": ("KLLoss", ("listwise", "distill")),
+    "listnet": ("ListNetLoss", ("listwise", "distill")),
+    "listmle": ("ListMLELoss", ("listwise", "distill")),
     "hinge": ("TripletHingeLoss", ("pairwise", "listwise")),
     "logistic": ("TripletLogisticLoss", ("pairwise", "listwise")),
     "bpr": ("BPRLoss", ("pairwise", "listwise")),
@@ -74,8 +75,16 @@ class RecipeConfig:
     view: str = "in_batch"
     loss: str = "softmax"
     log_q: bool = True
+    negatives: str = ""  # comma-separated sources; "": the view's default
     num_negatives: int = 3
     list_size: int = 8
+    list_mode: str = "sampled"
+    pairwise_mode: str = "random"
+    hard_negative_window: Tuple[int, int] = (100, 500)
+    easy_hard_ratio: float = 100.0
+    popularity_alpha: float = 0.75
+    distill_top_n: int = 400
+    frequency: str = "exact"
     batch_size: int = 1024
     epochs: int = 5
     learning_rate: float = 0.01
@@ -118,13 +127,33 @@ class RecipeConfig:
             raise ValueError(f"list_size must be >= 2, got {self.list_size}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        self.sampling()  # the sampling fields, checked by their owner
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["tower"] = self.tower.to_dict()
         d["ks"] = list(self.ks)
         d["baselines"] = list(self.baselines)
+        d["hard_negative_window"] = list(self.hard_negative_window)
         return d
+
+    def sampling(self, requires_log_q: bool = False) -> "training_lib.SamplingConfig":
+        """The `tfrecall.data.training.SamplingConfig` of this run (validates it too)."""
+        return training_lib.SamplingConfig(
+            view=self.view,
+            negatives=self.negatives or None,
+            num_negatives=self.num_negatives,
+            list_size=self.list_size,
+            list_mode=self.list_mode,
+            pairwise_mode=self.pairwise_mode,
+            hard_negative_window=tuple(self.hard_negative_window),
+            easy_hard_ratio=self.easy_hard_ratio,
+            popularity_alpha=self.popularity_alpha,
+            distill_top_n=self.distill_top_n,
+            log_q=self.log_q or requires_log_q,
+            frequency=self.frequency,
+            seed=self.seed,
+        )
 
     @classmethod
     def from_dict(cls, d: dict) -> "RecipeConfig":
@@ -136,7 +165,7 @@ class RecipeConfig:
         d = dict(d)
         if "tower" in d:
             d["tower"] = TowerConfig.from_dict(d["tower"])
-        for key in ("ks", "baselines"):
+        for key in ("ks", "baselines", "hard_negative_window"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -182,16 +211,7 @@ def split_data(data: RecallData, config: RecipeConfig) -> Tuple[RecallData, Reca
 def load_recall_data(config: RecipeConfig) -> RecallData:
     """The data set named by the config: files (auto-detected MovieLens or CSV) or synthetic."""
     if config.interactions is None:
-        if config.users or config.items:
-            raise ValueError("--users/--items need --interactions")
-        world = synthetic.generate(
-            synthetic.SyntheticConfig(
-                num_users=config.synthetic_users,
-                num_items=config.synthetic_items,
-                seed=config.synthetic_seed,
-            )
-        )
-        return world.data
+        return synthetic_world(config).data
     return load_data(
         config.interactions,
         users=config.users,
@@ -199,6 +219,14 @@ def load_recall_data(config: RecipeConfig) -> RecallData:
         movielens_min_rating=config.movielens_min_rating,
         feature_config=_feature_overrides(config),
     )
+
+
+def synthetic_world(config: RecipeConfig) -> "synthetic.SyntheticWorld":
+    if config.users or config.items:
+        raise ValueError("--users/--items need --interactions")
+    return synthetic.generate(synthetic.SyntheticConfig(
+        num_users=config.synthetic_users, num_items=config.synthetic_items,
+        seed=config.synthetic_seed))
 
 
 def _feature_overrides(config: RecipeConfig) -> dict:
@@ -273,66 +301,18 @@ def make_loss(name: str):
     return getattr(losses_lib, LOSSES[name][0])()
 
 
-def make_dataset(config, train, user_store, item_store, catalogue):
-    common = dict(batch_size=config.batch_size, seed=config.seed)
-    if config.view == "in_batch":
-        ds = samples_lib.in_batch_dataset(train, user_store, item_store, **common)
-    elif config.view == "pointwise":
-        ds = samples_lib.pointwise_dataset(
-            train, user_store, item_store, num_negatives=config.num_negatives,
-            catalogue=catalogue, **common,
-        )
-    elif config.view == "pairwise":
-        ds = samples_lib.pairwise_dataset(train, user_store, item_store, catalogue=catalogue, **common)
-    else:
-        ds = samples_lib.listwise_dataset(
-            train, user_store, item_store, list_size=config.list_size, mode="sampled",
-            catalogue=catalogue, **common,
-        )
-    return ds
-
-
-def with_log_q(dataset, table, uniform: float = 0.0):
-    """Adds the batch field `log_q` `(B, L)`: `table.lookup(item ids)`, or `uniform` everywhere."""
-
-    def add(x, y):
-        ids = x["items"]["item_id"]
-        log_q = table.lookup(ids) if table is not None else tf.fill(tf.shape(ids), uniform)
-        return {**x, "log_q": log_q}, y
-
-    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def item_log_q(train: RecallData, batch_size: int):
-    """A lookup item id -> log Q, Q = the expected count of the item among a batch's candidates.
-
-    With in-batch negatives a batch's candidates are B positives drawn (with
-    replacement) with the items' frequencies p among the training positives, so item j
-    is expected ``B * p_j`` times: the sampled-softmax correction is ``log(B p_j)``
-    (Yi et al., RecSys 2019, sec. 4; Jean et al., ACL 2015). Softmax losses only see
-    differences, so B cancels there, but NCE's sigmoid needs this absolute scale (the
-    expected number of noise draws, "k Q" in Gutmann & Hyvarinen, 2010). The
-    saturating alternative ``1 - (1 - p)^B`` (probability of at least one draw)
-    under-corrects popular items, whose repeats all enter the softmax denominator.
-    Exact counts over the training log, which fits in memory here; `tfrecall.data`
-    has the streaming estimate for logs that do not.
-    """
-    pos = train.interactions["item_id"][train.interactions["positive"]]
-    ids, counts = np.unique(pos.astype(str), return_counts=True)
-    log_q = np.log(batch_size * counts / counts.sum())
-    return tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(ids, tf.string), tf.constant(log_q, tf.float32)
-        ),
-        default_value=float(log_q.min()) if len(log_q) else 0.0,  # keys cover the positives
-    )
+def needs_ranker(config: RecipeConfig) -> bool:
+    """Whether the sampling config reads a ranker's ordering (distill, hard, ranked pairs)."""
+    return (config.view == "distill" or "hard" in config.negatives
+            or config.pairwise_mode in ("not_exposed", "head_tail", "segments"))
 
 
 def run(config: RecipeConfig, log=print) -> RunResult:
     """Trains, evaluates and exports; returns the figures (see `RunResult`)."""
     wall_start = time.time()
     keras.utils.set_random_seed(config.seed)
-    data = load_recall_data(config)
+    world = synthetic_world(config) if config.interactions is None else None
+    data = world.data if world is not None else load_recall_data(config)
     train, test = split_data(data, config)
     catalogue = data.item_catalogue()
     user_ids = data.user_ids()
@@ -356,14 +336,15 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     user_store = samples_lib.FeatureStore(user_table, "user_id", user_ids)
     item_store = samples_lib.FeatureStore(data.items, "item_id", catalogue)
     loss = make_loss(config.loss)
-    dataset = make_dataset(config, train, user_store, item_store, catalogue)
-    if config.view == "in_batch" and (config.log_q or loss.requires_log_q):
-        dataset = with_log_q(dataset, item_log_q(train, config.batch_size))
-    elif loss.requires_log_q:
-        # The listwise view draws L-1 negatives uniformly: each item is in a list with
-        # probability about (L-1)/N.
-        q = min(1.0, (config.list_size - 1) / len(catalogue))
-        dataset = with_log_q(dataset, None, uniform=float(np.log(q)))
+    # Synthetic worlds come with a ranker's full top-N per request; other logs use the
+    # ranker_score of their logged rows (see tfrecall.data.training).
+    ranker = (synthetic.ranker_lists(world) if world is not None and needs_ranker(config)
+              else None)
+    samples = training_lib.TrainingSamples(
+        train, catalogue, user_store, item_store, config.sampling(loss.requires_log_q),
+        config.batch_size, ranker_lists=ranker)
+    log(samples.describe())
+    dataset = samples.dataset
     if config.history_items:
         dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),
                               num_parallel_calls=tf.data.AUTOTUNE)
@@ -388,12 +369,16 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), profile_batch=0),
     ]
     fit_start = time.time()
-    history = model.fit(dataset, epochs=config.epochs, callbacks=callbacks, verbose=config.verbose)
+    # One iterator over a repeated dataset: Keras would otherwise build a new iterator
+    # (and re-trace the input functions) every epoch. Each pass draws fresh negatives.
+    history = model.fit(dataset.repeat(), epochs=config.epochs,
+                        steps_per_epoch=samples.info.batches_per_epoch, callbacks=callbacks,
+                        verbose=config.verbose)
     train_seconds = time.time() - fit_start
     epochs_run = len(history.epoch)
     if epochs_run < config.epochs:
         log(f"resumed: trained epochs {history.epoch[0] + 1}..{config.epochs} of {config.epochs}")
-    examples_total = _count_rows(dataset) * epochs_run
+    examples_total = samples.info.rows_per_epoch * epochs_run
     losses_seen = history.history.get("loss", [])  # empty if a resume found nothing left
     if losses_seen and not np.isfinite(losses_seen[-1]):
         raise FloatingPointError(f"training diverged: final loss {losses_seen[-1]}")
@@ -414,6 +399,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     if config.export and chief:
         export_path = export_saved_model(
             model, item_table, export_dir, k=config.export_k, index=config.index,
+            tuning_queries=user_table, log=log,
             metadata={"recipe": config.to_dict(), "metrics": metrics},
         )
     return RunResult(
@@ -470,10 +456,6 @@ def _protocol_note(config: RecipeConfig) -> str:
             "recall@K per held-out pair, the other metrics per user.")
 
 
-def _count_rows(dataset) -> int:
-    return int(dataset.reduce(0, lambda n, batch: n + tf.shape(batch[1])[0]).numpy())
-
-
 def _optimizer(config: RecipeConfig):
     optimizers = {
         "adam": keras.optimizers.Adam,
@@ -504,8 +486,22 @@ def load_model(model_dir: str) -> TwoTowerModel:
     """Rebuilds a trained `TwoTowerModel` from `save_model`'s files (needs tfrecall)."""
     with open(os.path.join(model_dir, "model.json")) as f:
         model = keras.saving.deserialize_keras_object(json.load(f))
-    model.load_weights(os.path.join(model_dir, "weights", "final")).expect_partial()
+    status = model.load_weights(os.path.join(model_dir, "weights", "final"))
+    # Create every variable now (one row of default feature values) so the restore is
+    # checked here, instead of a model with missing weights silently keeping random ones.
+    model(_default_batch(model))
+    status.assert_existing_objects_matched().expect_partial()  # optimizer slots: not needed
     return model
+
+
+def _default_batch(model: TwoTowerModel) -> dict:
+    def side(encoder, shape):
+        defaults = encoder.default_values()
+        return {name: tf.fill(shape, tf.constant(defaults[name], spec.dtype))
+                for name, spec in encoder.input_signature().items()}
+
+    return {"user": side(model.user_tower.encoder, [1]),
+            "items": side(model.item_tower.encoder, [1, 1])}
 
 
 def load_recipe_config(model_dir: str) -> RecipeConfig:

@@ -226,6 +226,18 @@ def test_sampled_negatives_never_hit_the_users_positives(small):
         assert all((users[r], items[r, c]) in positives for r, c in zip(rows, cols, strict=True))
 
 
+def test_user_with_every_catalogue_item_gets_masked_negatives():
+    # Catalogue b, c, f: all of u1's positives. No valid negative exists for u1, so its
+    # negative slots are masked (label -1), never labelled 0; u3 (positive g, not in
+    # the catalogue) gets ordinary negatives.
+    data = _toy()
+    ds = samples.pairwise_dataset(data, *_stores(data), batch_size=8, shuffle=False,
+                                  catalogue=_obj(["b", "c", "f"]))
+    users, items, labels, _ = _epoch(ds)
+    np.testing.assert_array_equal(labels[users == "u1"], [[1, -1]] * 4)
+    np.testing.assert_array_equal(labels[users == "u3"], [[1, 0]])
+
+
 def test_negatives_for_a_user_covering_almost_the_whole_catalogue():
     # u0 has positives on 199 of 200 items: rejection alone would rarely succeed, so the
     # exact-complement fallback must give item "i199" every time.
@@ -240,14 +252,25 @@ def test_negatives_for_a_user_covering_almost_the_whole_catalogue():
     assert "i0" not in negatives[1].tolist()
 
 
-def test_same_seed_same_epoch_and_repeat_reshuffles(small):
+def test_same_seed_same_epochs_and_each_pass_has_fresh_negatives(small):
     stores = _stores(small)
-    a = _epoch(samples.pointwise_dataset(small, *stores, batch_size=128, seed=3))
-    b = _epoch(samples.pointwise_dataset(small, *stores, batch_size=128, seed=3))
-    c = _epoch(samples.pointwise_dataset(small, *stores, batch_size=128, seed=4))
-    np.testing.assert_array_equal(a[1], b[1])
-    np.testing.assert_array_equal(a[2], b[2])
-    assert not np.array_equal(a[1], c[1])
+    ds_a = samples.pointwise_dataset(small, *stores, batch_size=128, seed=3)
+    ds_b = samples.pointwise_dataset(small, *stores, batch_size=128, seed=3)
+    a1, a2 = _epoch(ds_a), _epoch(ds_a)
+    b1, b2 = _epoch(ds_b), _epoch(ds_b)
+    c1 = _epoch(samples.pointwise_dataset(small, *stores, batch_size=128, seed=4))
+    # Same seed: the same first and second epochs.
+    np.testing.assert_array_equal(a1[1], b1[1])
+    np.testing.assert_array_equal(a2[1], b2[1])
+    np.testing.assert_array_equal(a1[2], b1[2])
+    assert not np.array_equal(a1[1], c1[1])
+    # The second pass draws new negatives: the multiset of (user, negative) changes
+    # while the positives stay the same.
+    def pairs(e, label):
+        rows = e[2][:, 0] == label
+        return sorted(zip(e[0][rows].tolist(), e[1][rows, 0].tolist(), strict=True))
+    assert pairs(a1, 1) == pairs(a2, 1)
+    assert pairs(a1, 0) != pairs(a2, 0)
     # Two passes over one dataset: same rows, another order.
     ds = samples.in_batch_dataset(small, *stores, batch_size=128, seed=3)
     first, second = _epoch(ds), _epoch(ds)
@@ -268,11 +291,9 @@ def test_bad_inputs_raise():
     no_pos = data.subset(~data.interactions["positive"])
     with pytest.raises(ValueError, match="no positive"):
         samples.in_batch_dataset(no_pos, *stores, batch_size=2)
-    with pytest.raises(ValueError, match="fewer than the num_negatives=5"):
+    with pytest.raises(ValueError, match="3 distinct items, fewer than the 5 negatives"):
         samples.pointwise_dataset(data, *stores, batch_size=2, num_negatives=5,
                                   catalogue=_obj(["a", "d", "e"]))
-    with pytest.raises(ValueError, match="user 'u1' has every one"):
-        samples.pairwise_dataset(data, *stores, batch_size=2, catalogue=_obj(["b", "c", "f"]))
     with pytest.raises(ValueError, match="mode"):
         samples.listwise_dataset(data, *stores, batch_size=2, list_size=3, mode="nope")
     with pytest.raises(ValueError, match="list_size"):
@@ -294,3 +315,78 @@ def test_graded_needs_request_ids_of_one_user():
     mixed["user_id"][4] = "u3"  # r2 now has rows of u2 and u3
     with pytest.raises(ValueError, match="request 'r2'.*several users"):
         samples.graded_lists(RecallData(mixed), 3)
+
+
+# ----------------------------------------------------------------------------- ranker lists
+
+
+def test_ranker_lists_from_rows_sorts_drops_nan_pads_and_caps():
+    req = _obj(["r2", "r1", "r2", "r1", "r2", "r1"])
+    users = _obj(["u2", "u1", "u2", "u1", "u2", "u1"])
+    items = _obj(["x", "a", "y", "b", "z", "c"])
+    scores = np.asarray([0.1, 2.0, 0.5, NAN, 0.3, 3.0], np.float32)
+    rl = samples.RankerLists.from_rows(req, users, items, scores)
+    # r2 appears first. r2: x .1, y .5, z .3 -> y, z, x; r1: a 2, b NaN (dropped), c 3 -> c, a.
+    assert rl.request_ids.tolist() == ["r2", "r1"] and rl.user_ids.tolist() == ["u2", "u1"]
+    names = np.where(rl.items >= 0, rl.item_vocab[np.maximum(rl.items, 0)], "")
+    assert names.tolist() == [["y", "z", "x"], ["c", "a", ""]]
+    np.testing.assert_allclose(rl.scores, [[0.5, 0.3, 0.1], [3.0, 2.0, NAN]])
+    assert rl.lengths.tolist() == [3, 2]
+    capped = samples.RankerLists.from_rows(req, users, items, scores, top_n=2)
+    assert capped.items.shape == (2, 2)
+    assert capped.item_vocab[capped.items].tolist() == [["y", "z"], ["c", "a"]]
+
+
+def test_ranker_lists_reject_bad_tables():
+    vocab = _obj(["a", "b"])
+    with pytest.raises(ValueError, match="not unique"):
+        samples.RankerLists(_obj(["r", "r"]), _obj(["u", "u"]), vocab,
+                            np.zeros((2, 1), np.int32), np.zeros((2, 1), np.float32))
+    with pytest.raises(ValueError, match="padding"):
+        samples.RankerLists(_obj(["r"]), _obj(["u"]), vocab, np.asarray([[-1, 0]], np.int32),
+                            np.zeros((1, 2), np.float32))
+    with pytest.raises(ValueError, match="index item_vocab"):
+        samples.RankerLists(_obj(["r"]), _obj(["u"]), vocab, np.asarray([[2]], np.int32),
+                            np.zeros((1, 1), np.float32))
+    with pytest.raises(ValueError, match="request 'r'.*several users"):
+        samples.RankerLists.from_rows(_obj(["r", "r"]), _obj(["u", "v"]), vocab,
+                                      np.ones(2, np.float32))
+
+
+def _toy_with_scores():
+    """_toy() plus logged ranker scores: r2 has none, r3 only two."""
+    data = _toy()
+    scores = np.asarray([0.2, 0.9, 0.5, NAN, NAN, 1.0, NAN, 0.1, NAN, 0.7, 0.3], np.float32)
+    return RecallData(dict(data.interactions, ranker_score=scores), data.users, data.items,
+                      name="toy")
+
+
+def test_ranked_requests_take_ranker_lists_then_logged_scores():
+    data = _toy_with_scores()
+    # r1 listed by the ranker (zz is off-catalogue); r9 is no training request.
+    rl = samples.RankerLists(_obj(["r1", "r9"]), _obj(["u1", "u7"]), _obj(["c", "zz", "a", "e"]),
+                             np.asarray([[0, 1, 2, 3], [2, 0, -1, -1]], np.int32),
+                             np.asarray([[3, 2, 1, 0], [5, 4, NAN, NAN]], np.float32))
+    catalogue = data.item_catalogue()  # a..f, then g (only in the log)
+    ranked = samples.ranked_requests(data, catalogue, rl)
+    names = [catalogue[ranked.items[a:b]].tolist()
+             for a, b in zip(ranked.offsets[:-1], ranked.offsets[1:], strict=True)]
+    # r1: the ranker's c, a, e; r2: no scores (skipped); r3: f 1.0, b 0.1; r4: g .7, d .3.
+    assert ranked.request_ids.tolist() == ["r1", "r3", "r4"]
+    assert ranked.user_ids.tolist() == ["u1", "u1", "u3"]
+    assert names == [["c", "a", "e"], ["f", "b"], ["g", "d"]]
+    np.testing.assert_allclose(ranked.scores, [3, 1, 0, 1.0, 0.1, 0.7, 0.3])
+    assert (ranked.num_from_ranker, ranked.num_from_log, ranked.num_skipped,
+            ranked.num_items_off_catalogue) == (1, 2, 1, 1)
+    capped = samples.ranked_requests(data, catalogue, rl, top_n=2)
+    assert capped.lengths.tolist() == [2, 2, 2]
+    assert catalogue[capped.items[:2]].tolist() == ["c", "a"]
+
+
+def test_ranked_requests_need_request_ids_and_some_scores():
+    data = _toy()
+    with pytest.raises(ValueError, match="2 ranked catalogue items"):
+        samples.ranked_requests(data, data.item_catalogue())
+    inter = {k: v for k, v in data.interactions.items() if k != "request_id"}
+    with pytest.raises(ValueError, match="request_id"):
+        samples.ranked_requests(RecallData(inter), data.item_catalogue())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tfrecall.data.schema import DEFAULT_EVENT_LABELS, RecallData
-from tfrecall.data.synthetic import SyntheticConfig, generate
+from tfrecall.data.synthetic import SyntheticConfig, generate, ranker_lists
 
 SMALL = SyntheticConfig(num_users=200, num_items=120, num_categories=6, num_brands=12,
                         num_tags=10, requests_per_user=3.0, exposures_per_request=8, seed=7)
@@ -213,3 +213,46 @@ def test_affinity_and_rows(small):
 def test_bad_config_raises(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SyntheticConfig(**kwargs)
+
+
+def test_ranker_lists_rank_every_request_and_agree_with_the_log(small):
+    rl = ranker_lists(small, top_n=30)
+    inter = small.data.interactions
+    names, first = np.unique(inter["request_id"].astype(str), return_index=True)
+    order = np.argsort(first)
+    assert rl.request_ids.tolist() == names[order].tolist()  # order of first appearance
+    assert rl.user_ids.tolist() == inter["user_id"][np.sort(first)].tolist()
+    assert rl.items.shape == (len(names), 30) and (rl.items >= 0).all()
+    assert np.all(np.diff(rl.scores, axis=1) <= 0)  # best first
+    assert all(len(set(row)) == 30 for row in rl.items.tolist())  # distinct items
+    # An exposed item that made the list carries its logged ranker score.
+    where = {r: i for i, r in enumerate(rl.request_ids.tolist())}
+    listed = {(where[r], rl.item_vocab[i]): s for r in where for i, s in
+              zip(rl.items[where[r]], rl.scores[where[r]], strict=True)}
+    hits = [(listed[(where[r], i)], s) for r, i, s in
+            zip(inter["request_id"], inter["item_id"], inter["ranker_score"], strict=True)
+            if (where[r], i) in listed]
+    assert len(hits) > 0.5 * len(inter["item_id"])  # exposures tend to rank high
+    np.testing.assert_array_equal(*zip(*hits, strict=True))
+
+
+def test_ranker_list_scores_are_affinity_plus_ranker_noise(small):
+    full = ranker_lists(small, top_n=10_000)  # capped at the catalogue: no selection
+    assert full.items.shape[1] == len(small.item_ids)
+    users = small.user_rows(full.user_ids)
+    residual = full.scores - small.affinity(users[:, None], small.item_rows(
+        full.item_vocab)[full.items])
+    assert abs(residual.std() - small.config.ranker_noise) < 0.05 * small.config.ranker_noise
+    assert abs(residual.mean()) < 0.02
+
+
+def test_ranker_lists_are_deterministic_and_leave_the_log_alone(small):
+    before = {k: v.copy() for k, v in small.data.interactions.items()}
+    a, b = ranker_lists(small, top_n=12), ranker_lists(small, top_n=12)
+    np.testing.assert_array_equal(a.items, b.items)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    assert not np.array_equal(a.scores, ranker_lists(small, top_n=12, seed=99).scores)
+    for name, value in small.data.interactions.items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    with pytest.raises(ValueError, match="top_n"):
+        ranker_lists(small, top_n=0)

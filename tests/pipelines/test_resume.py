@@ -36,7 +36,8 @@ def test_hard_kill_then_same_command_resumes_from_last_epoch(tmp_path, subproces
     first = int(line.split("epochs ")[1].split("..")[0])
     assert 3 <= first <= 8 and line.endswith("..8 of 8")
     assert (model_dir / "checkpoints" / "ckpt-008.index").exists()
-    assert not (model_dir / "backup").exists()  # removed once fit completed
+    backup = model_dir / "backup"
+    assert not backup.exists() or not any(backup.iterdir())  # emptied once fit completed
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     m, pop = summary["metrics"], summary["baselines"]["popularity"]
     assert m["recall@100"] > pop["recall@100"]  # a healthy model, not a fresh one

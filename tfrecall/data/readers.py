@@ -398,6 +398,17 @@ def check_labels(chunk: Chunk, column: str, labels: np.ndarray) -> None:
             index, column,
             f"label {labels[index]:g} is negative; labels must be >= 0 (0 = exposure only)",
         )
+    check_float32(chunk, column, labels)
+
+
+def check_float32(chunk: Chunk, column: str, values: np.ndarray) -> None:
+    """Finite values must stay finite as float32 (1e39 would become inf when stored)."""
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(values) > np.finfo(np.float32).max
+    if beyond.any():
+        index = int(np.argmax(beyond))
+        raise chunk.error(index, column, f"{values[index]:g} is beyond the float32 range "
+                          "(about 3.4e38)")
 
 
 # --------------------------------------------------------------------------------------
@@ -489,7 +500,9 @@ def _convert_interactions(chunk: Chunk, mapping: Dict[str, float], caches) -> Ta
     if "request_id" in cols:
         out["request_id"] = to_strings(chunk, "request_id", caches["request_id"])
     if "ranker_score" in cols:
-        out["ranker_score"] = to_floats(chunk, "ranker_score", missing_ok=True).astype(np.float32)
+        scores = to_floats(chunk, "ranker_score", missing_ok=True)
+        check_float32(chunk, "ranker_score", scores)
+        out["ranker_score"] = scores.astype(np.float32)
     return out
 
 

@@ -1,36 +1,28 @@
-"""tf.data builders that turn a training log into `model.fit` batches.
+"""The inputs of the sample builders: feature lookup, graded lists and ranker lists.
 
-Every builder returns a `tf.data.Dataset` of ``(x, y)`` batches:
+- `FeatureStore`: one side's feature table as tensors, looked up by id inside a
+  ``tf.data`` map (vectorized ``tf.gather``, no per-example Python).
+- `graded_lists` / `GradedLists`: the log grouped by ``request_id`` into padded lists
+  of logged graded labels (label -1 = padding).
+- `RankerLists`: a ranker's ordered candidates per request (beyond the exposures),
+  the source of ranker-window hard negatives, ranker pairs and distillation lists.
+- `sample_negatives`: a numpy one-shot uniform sampler (kept for numpy callers).
+
+The training datasets themselves are built by `tfrecall.data.training`
+(`make_training_dataset`, one `SamplingConfig`); the functions `in_batch_dataset`,
+`pointwise_dataset`, `pairwise_dataset` and `listwise_dataset` here are shortcuts to
+it with uniform negatives. Every dataset yields ``(x, y)`` batches:
 
 - ``x["user"]``: ``{name: (B,) tensor}``, every column of the user table (``user_id``
   included; just ``user_id`` when there is no table).
-- ``x["items"]``: ``{name: (B, L) tensor}``, every column of the item table
-  (``item_id`` included).
-- ``y``: ``(B, L)`` float32 labels; ``label < 0`` is padding (item id ``""``).
+- ``x["items"]``: ``{name: (B, L) tensor}``, every column of the item table.
+- ``x["log_q"]``: optional ``(B, L)`` float32 log sampling probability.
+- ``y``: ``(B, L)`` float32 labels; ``label < 0`` is padding.
 
 Str columns become ``tf.string``, numeric ones ``tf.float32`` (NaN = missing).
-
-Only rows with ``positive == True`` are positives. Every builder works on one int64
-row index per example: the index is shuffled (``tf.data`` shuffle with ``seed``, a
-new order each pass when the caller adds ``.repeat()``), batched, then one map
-gathers ids and labels and looks the features up with `FeatureStore` (vectorized
-``tf.gather``, no per-example Python). Sampled negatives are drawn once per call with
-numpy (seeded); ``.repeat()`` reuses them, so for fresh negatives every epoch build
-the dataset again with ``seed + epoch``.
-
-Builders:
-
-- `in_batch_dataset`: one row per positive, ``L = 1``, labels 1; the model scores
-  each user against every item of the batch (in-batch negatives).
-- `pointwise_dataset`: each positive plus ``num_negatives`` uniform negatives as
-  separate rows, ``L = 1``, labels 1 / 0.
-- `pairwise_dataset`: ``L = 2``, (positive, uniform negative), labels ``[1, 0]``.
-- `listwise_dataset`: ``"sampled"`` lists (positive first, then uniform negatives,
-  labels ``[1, 0, ...]``) or ``"graded"`` lists (one per ``request_id`` with the
-  logged graded labels, see `graded_lists`).
-
-Uniform negatives are drawn with replacement from the catalogue and never equal one
-of the same user's training positives (rejection resampling, vectorized).
+Negatives are drawn inside the batched map with stateless random ops seeded by
+``(seed, epoch, batch)``: each pass over a dataset has fresh negatives and a new
+order, and the same seed gives the same passes.
 """
 
 from __future__ import annotations
@@ -42,10 +34,11 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
+from tfrecall.data.negatives import catalogue_index
 from tfrecall.data.schema import RecallData, Table
 
 _LOG = logging.getLogger(__name__)
-_RESAMPLE_ROUNDS = 32  # vectorized rejection rounds before the exact per-user fallback
+_RESAMPLE_ROUNDS = 32  # numpy rejection rounds before the exact per-user fallback
 
 
 class FeatureStore:
@@ -75,6 +68,7 @@ class FeatureStore:
         self._dtypes: Dict[str, tf.DType] = {key: tf.string}
         self._table = None
         known = []
+        self._known = np.zeros(0, dtype=object)
         if table is not None:
             if key not in table:
                 raise ValueError(f"FeatureStore: key column {key!r} not in table columns "
@@ -82,6 +76,7 @@ class FeatureStore:
             known = _str_list(table[key], key)
             if len(set(known)) != len(known):
                 raise ValueError(f"FeatureStore: {key} values are not unique")
+            self._known = np.asarray(known, dtype=object)
             n = len(known)
             for name, col in table.items():
                 if name == key:
@@ -138,6 +133,31 @@ class FeatureStore:
             )
             for name, col in self._columns.items():
                 out[name] = tf.gather(col, rows)
+        return out
+
+    @property
+    def missing_row(self) -> int:
+        """The row whose features are the missing values (unknown ids gather it)."""
+        return len(self._known)
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """int64 table row of each id (numpy, any shape), `missing_row` for unknown ids.
+
+        With the rows computed once, `lookup_rows` skips the string hashing of `lookup`
+        inside the input pipeline.
+        """
+        at = catalogue_index(self._known, np.asarray(ids, dtype=object))
+        return np.where(at >= 0, at, self.missing_row).astype(np.int64)
+
+    def lookup_rows(self, rows: tf.Tensor, ids: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """Features by precomputed `rows` (shape S, from `rows`); ``ids`` (shape S) is the key.
+
+        Returns:
+          The same ``{name: tensor of shape S}`` as ``lookup(ids)``.
+        """
+        out = {self._key: tf.convert_to_tensor(ids, tf.string)}
+        for name, col in self._columns.items():
+            out[name] = tf.gather(col, rows)
         return out
 
 
@@ -348,37 +368,246 @@ def sample_negatives(
     return cat[neg]
 
 
-def _dataset(
-    user_ids: np.ndarray,
-    item_ids: np.ndarray,
-    labels: np.ndarray,
-    user_store: FeatureStore,
-    item_store: FeatureStore,
-    batch_size: int,
-    seed: int,
-    shuffle: bool,
-    drop_remainder: bool,
-) -> tf.data.Dataset:
-    """Index dataset -> shuffle -> batch -> one vectorized map to ``(x, y)``."""
-    _check_int("batch_size", batch_size, 1)
-    users_t = tf.constant(np.asarray(user_ids, dtype=object), tf.string)  # (N,)
-    items_t = tf.constant(np.asarray(item_ids, dtype=object), tf.string)  # (N, L)
-    labels_t = tf.constant(labels, tf.float32)  # (N, L)
-    n = len(user_ids)
-    ds = tf.data.Dataset.range(n)
-    if shuffle:
-        # Shuffling int64 indices (not strings) keeps a full-size buffer cheap.
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+@dataclasses.dataclass(frozen=True)
+class RankerLists:
+    """A ranker's ordered candidate lists, one per request, best first.
 
-    def to_batch(idx):
-        x = {
-            "user": user_store.lookup(tf.gather(users_t, idx)),
-            "items": item_store.lookup(tf.gather(items_t, idx)),
-        }
-        return x, tf.gather(labels_t, idx)
+    Production rankers score many more candidates than are shown; their order beyond
+    the exposures gives hard negatives (ranks 100-500), "ranked but not exposed"
+    pairs and distillation targets. Dense form: ``R`` requests by ``N`` slots of item
+    indices into ``item_vocab`` (compact for hundreds of candidates per request).
 
-    return ds.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    Attributes:
+      request_ids: ``(R,)`` object array of distinct str request ids.
+      user_ids: ``(R,)`` object array, the user of each request.
+      item_vocab: ``(I,)`` object array of str item ids.
+      items: ``(R, N)`` int32 indices into ``item_vocab`` in rank order; -1 pads the
+        end of shorter lists.
+      scores: ``(R, N)`` float32 ranker scores, non-increasing along a row; NaN where
+        ``items`` is -1.
+
+    Raises:
+      ValueError: shapes that disagree, duplicate request ids, indices out of range,
+        or padding that is not at the end of a row.
+    """
+
+    request_ids: np.ndarray
+    user_ids: np.ndarray
+    item_vocab: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self):
+        r = len(self.request_ids)
+        if self.items.ndim != 2 or self.items.shape[0] != r or self.scores.shape != \
+                self.items.shape or len(self.user_ids) != r:
+            raise ValueError(
+                f"RankerLists: request_ids ({r},), user_ids ({len(self.user_ids)},), items "
+                f"{self.items.shape} and scores {self.scores.shape} must agree as (R,), (R,), "
+                "(R, N), (R, N)")
+        if len(set(np.asarray(self.request_ids).tolist())) != r:
+            raise ValueError("RankerLists: request_ids are not unique")
+        if self.items.size and (self.items.max() >= len(self.item_vocab) or self.items.min() < -1):
+            raise ValueError(f"RankerLists: items must index item_vocab ({len(self.item_vocab)} "
+                             "ids) or be -1")
+        pad = self.items < 0
+        if np.any(pad[:, :-1] & ~pad[:, 1:]):
+            raise ValueError("RankerLists: padding (-1) must come after every listed item")
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """``(R,)`` int64 number of listed items per request."""
+        return np.sum(self.items >= 0, axis=1).astype(np.int64)
+
+    @classmethod
+    def from_rows(
+        cls,
+        request_ids: np.ndarray,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        scores: np.ndarray,
+        top_n: Optional[int] = None,
+    ) -> "RankerLists":
+        """Builds the lists from long-format rows (one row per scored candidate).
+
+        Rows are sorted by score (best first) within each request, ties by row order;
+        rows with a NaN score are dropped; each list keeps its ``top_n`` best.
+
+        Args:
+          request_ids, user_ids, item_ids: ``(M,)`` str arrays.
+          scores: ``(M,)`` float scores.
+          top_n: optional list length cap.
+
+        Returns:
+          `RankerLists` with requests in order of first appearance.
+
+        Raises:
+          ValueError: lengths differ, or a request has rows of several users.
+        """
+        req = np.asarray(request_ids, dtype=object)
+        users = np.asarray(user_ids, dtype=object)
+        items = np.asarray(item_ids, dtype=object)
+        scores = np.asarray(scores, np.float32)
+        if not len(req) == len(users) == len(items) == len(scores):
+            raise ValueError("RankerLists.from_rows: request_ids, user_ids, item_ids and scores "
+                             "must have one entry per row")
+        keep = ~np.isnan(scores)
+        req, users, items, scores = req[keep], users[keep], items[keep], scores[keep]
+        _, first, code = np.unique(req.astype(str), return_index=True, return_inverse=True)
+        rank = np.empty(len(first), np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+        code = rank[code.reshape(-1)]
+        num_req = len(first)
+        first = np.sort(first)
+        _, ucode = np.unique(users.astype(str), return_inverse=True)
+        lo = np.full(num_req, np.iinfo(np.int64).max)
+        hi = np.full(num_req, -1)
+        np.minimum.at(lo, code, ucode.reshape(-1))
+        np.maximum.at(hi, code, ucode.reshape(-1))
+        if np.any(lo != hi):
+            bad = first[np.flatnonzero(lo != hi)[0]]
+            raise ValueError(f"RankerLists.from_rows: request {req[bad]!r} has rows of several "
+                             "users")
+        order = np.lexsort((np.arange(len(req)), -scores, code))
+        slot = _rank_within(code[order], num_req)
+        width = int(slot.max()) + 1 if len(slot) else 0
+        if top_n is not None:
+            _check_int("top_n", top_n, 1)
+            width = min(width, top_n)
+        vocab, item_code = np.unique(items.astype(str), return_inverse=True)
+        dense_items = np.full((num_req, width), -1, np.int32)
+        dense_scores = np.full((num_req, width), np.nan, np.float32)
+        sel = order[slot < width]
+        dense_items[code[sel], slot[slot < width]] = item_code.reshape(-1)[sel]
+        dense_scores[code[sel], slot[slot < width]] = scores[sel]
+        return cls(req[first], users[first], vocab.astype(object), dense_items, dense_scores)
+
+
+@dataclasses.dataclass(frozen=True)
+class RankedRequests:
+    """Each training request's ranked candidates (best first), in CSR form.
+
+    Attributes:
+      request_ids: ``(R,)`` object array.
+      user_ids: ``(R,)`` object array, the request's user.
+      offsets: ``(R + 1,)`` int64; request r owns ``items[offsets[r]:offsets[r+1]]``.
+      items: ``(M,)`` int64 catalogue indices in rank order.
+      scores: ``(M,)`` float32 ranker scores (non-increasing within a request).
+      num_from_ranker: requests whose list came from `RankerLists`.
+      num_from_log: requests ranked by their logged ``ranker_score`` (the fallback for
+        requests the ranker lists do not cover).
+      num_skipped: training requests with fewer than 2 ranked catalogue items (no
+        ranker list and fewer than 2 logged scores): left out.
+      num_items_off_catalogue: listed items dropped because they are not in the
+        catalogue.
+    """
+
+    request_ids: np.ndarray
+    user_ids: np.ndarray
+    offsets: np.ndarray
+    items: np.ndarray
+    scores: np.ndarray
+    num_from_ranker: int
+    num_from_log: int
+    num_skipped: int
+    num_items_off_catalogue: int
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def ranked_requests(
+    train: RecallData,
+    catalogue: np.ndarray,
+    ranker_lists: Optional[RankerLists] = None,
+    top_n: Optional[int] = None,
+) -> RankedRequests:
+    """The ranked candidates of every request of ``train``, from the ranker or the log.
+
+    A request listed in ``ranker_lists`` takes that list (only requests of ``train``:
+    the ranker's view of held-out requests is not trained on); any other request is
+    ranked by the ``ranker_score`` of its logged rows, NaN scores left out. Lists keep
+    their ``top_n`` best catalogue items.
+
+    Args:
+      train: the training log; needs ``request_id``.
+      catalogue: ``(N,)`` catalogue ids.
+      ranker_lists: optional `RankerLists`.
+      top_n: optional cap on each list's length.
+
+    Returns:
+      A `RankedRequests`.
+
+    Raises:
+      ValueError: no ``request_id`` column, or no request with 2 ranked items.
+    """
+    inter = train.interactions
+    if "request_id" not in inter:
+        raise ValueError(f"ranker-based samples need a 'request_id' column in the interactions "
+                         f"of {train.name!r}; columns are {sorted(inter)}")
+    req = np.asarray(inter["request_id"], dtype=object).astype(str)
+    names, first = np.unique(req, return_index=True)
+    names = names[np.argsort(first, kind="stable")]
+    first = np.sort(first)
+    users = np.asarray(inter["user_id"], dtype=object)[first]
+    cap = np.iinfo(np.int64).max if top_n is None else int(top_n)
+    parts_req, parts_items, parts_scores = [], [], []
+    covered = np.zeros(len(names), bool)
+    off_catalogue = 0
+    if ranker_lists is not None:
+        where = catalogue_index(np.asarray(ranker_lists.request_ids, object), names)
+        covered = where >= 0
+        lists = ranker_lists.items[where[covered]]
+        scores = ranker_lists.scores[where[covered]]
+        to_cat = catalogue_index(catalogue, ranker_lists.item_vocab)
+        cat = np.where(lists >= 0, to_cat[np.maximum(lists, 0)], -1)
+        off_catalogue = int(np.sum((lists >= 0) & (cat < 0)))
+        keep = cat >= 0
+        keep &= np.cumsum(keep, axis=1) <= cap
+        rows = np.nonzero(keep)
+        parts_req.append(np.flatnonzero(covered)[rows[0]])
+        parts_items.append(cat[rows])
+        parts_scores.append(scores[rows])
+    if "ranker_score" in inter:
+        code = catalogue_index(names, req)
+        item = catalogue_index(catalogue, inter["item_id"])
+        score = np.asarray(inter["ranker_score"], np.float32)
+        ok = ~covered[code] & np.isfinite(score) & (item >= 0)
+        rows = np.flatnonzero(ok)
+        rows = rows[np.lexsort((rows, -score[rows], code[rows]))]
+        keep = _rank_within(code[rows], len(names)) < cap
+        rows = rows[keep]
+        parts_req.append(code[rows])
+        parts_items.append(item[rows])
+        parts_scores.append(score[rows])
+    r = np.concatenate(parts_req) if parts_req else np.zeros(0, np.int64)
+    it = np.concatenate(parts_items) if parts_items else np.zeros(0, np.int64)
+    sc = np.concatenate(parts_scores) if parts_scores else np.zeros(0, np.float32)
+    order = np.argsort(r, kind="stable")  # within a request the rank order is kept
+    r, it, sc = r[order], it[order], sc[order]
+    counts = np.bincount(r, minlength=len(names))
+    ranked = counts >= 2
+    if not ranked.any():
+        raise ValueError(
+            f"no request of {train.name!r} has 2 ranked catalogue items: pass ranker lists "
+            "(RankerLists) or a 'ranker_score' column in the interactions")
+    keep = ranked[r]
+    r, it, sc = r[keep], it[keep], sc[keep]
+    kept = np.flatnonzero(ranked)
+    new_code = np.cumsum(ranked) - 1
+    lengths = np.bincount(new_code[r], minlength=len(kept))
+    return RankedRequests(
+        request_ids=names[kept].astype(object),
+        user_ids=users[kept],
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        items=it.astype(np.int64),
+        scores=sc.astype(np.float32),
+        num_from_ranker=int(np.sum(covered & ranked)),
+        num_from_log=int(np.sum(~covered & ranked)),
+        num_skipped=int(np.sum(~ranked)),
+        num_items_off_catalogue=off_catalogue,
+    )
 
 
 def in_batch_dataset(
@@ -391,31 +620,17 @@ def in_batch_dataset(
     shuffle: bool = True,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """One row per positive: items ``(B, 1)``, y ``(B, 1)`` ones.
+    """One row per positive: items ``(B, 1)``, y ``(B, 1)`` ones (no ``log_q``).
 
-    The model scores every user of the batch against every item of the batch, so the
-    other rows' items are the negatives. A user with several positives gives several
-    rows; users without positives are absent.
-
-    Args:
-      train: training data.
-      user_store: user features (`FeatureStore` keyed by ``user_id``).
-      item_store: item features (keyed by ``item_id``).
-      batch_size: B.
-      seed: shuffle seed.
-      shuffle: shuffle rows (a new order each pass over the dataset).
-      drop_remainder: drop the last, smaller batch.
-
-    Returns:
-      A dataset of ``(x, y)``; see the module docstring for ``x``.
+    The model scores every user of the batch against every item of the batch. A
+    shortcut to `tfrecall.data.training.make_training_dataset` with
+    ``view="in_batch"``, ``log_q=False``.
 
     Raises:
       ValueError: no positive rows, or a bad ``batch_size``.
     """
-    users, items = _positives(train)
-    labels = np.ones((len(users), 1), np.float32)
-    return _dataset(users, items[:, None], labels, user_store, item_store, batch_size, seed,
-                    shuffle, drop_remainder)
+    return _legacy(train, None, user_store, item_store, batch_size, "in_batch",
+                   dict(negatives=("in_batch",)), seed, shuffle, drop_remainder)
 
 
 def pointwise_dataset(
@@ -430,30 +645,21 @@ def pointwise_dataset(
     shuffle: bool = True,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """Each positive and ``num_negatives`` uniform negatives as separate rows.
+    """Each positive and ``num_negatives`` fresh uniform negatives as separate rows.
 
-    Items ``(B, 1)``, y ``(B, 1)`` in {0, 1}. Unshuffled, the rows run positive, its
-    negatives, next positive, ...
+    Items ``(B, 1)``, y ``(B, 1)``: 1 for a positive, 0 for a negative, -1 for a
+    negative that could not avoid the user's positives (masked). Unshuffled, the rows
+    run positive, its negatives, next positive, ...
 
     Args:
-      train, user_store, item_store, batch_size, seed, shuffle, drop_remainder: as in
-        `in_batch_dataset`.
       num_negatives: negatives per positive (>= 1).
       catalogue: ids to sample negatives from; None: ``train.item_catalogue()``.
-
-    Returns:
-      A dataset of ``(x, y)`` with ``P * (1 + num_negatives)`` rows per pass.
-
-    Raises:
-      ValueError: see `in_batch_dataset` and `sample_negatives`.
+      train, user_store, item_store, batch_size, seed, shuffle, drop_remainder: as in
+        `in_batch_dataset`.
     """
-    users, items = _positives(train)
-    neg = _negatives(train, users, num_negatives, catalogue, seed)
-    k = 1 + num_negatives
-    all_items = np.concatenate([items[:, None], neg], axis=1).reshape(-1, 1)
-    labels = np.tile(np.asarray([1.0] + [0.0] * num_negatives, np.float32), len(users))
-    return _dataset(np.repeat(users, k), all_items, labels[:, None], user_store, item_store,
-                    batch_size, seed, shuffle, drop_remainder)
+    return _legacy(train, catalogue, user_store, item_store, batch_size, "pointwise",
+                   dict(negatives=("uniform",), num_negatives=num_negatives), seed, shuffle,
+                   drop_remainder)
 
 
 def pairwise_dataset(
@@ -467,18 +673,10 @@ def pairwise_dataset(
     shuffle: bool = True,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """(positive, uniform negative) pairs: items ``(B, 2)``, y ``[[1, 0], ...]``.
-
-    Args: as in `pointwise_dataset`.
-
-    Returns:
-      A dataset of ``(x, y)`` with one row per positive.
-    """
-    users, items = _positives(train)
-    neg = _negatives(train, users, 1, catalogue, seed)
-    labels = np.tile(np.asarray([[1.0, 0.0]], np.float32), (len(users), 1))
-    return _dataset(users, np.concatenate([items[:, None], neg], axis=1), labels, user_store,
-                    item_store, batch_size, seed, shuffle, drop_remainder)
+    """(positive, fresh uniform negative) pairs: items ``(B, 2)``, y ``[[1, 0], ...]``."""
+    return _legacy(train, catalogue, user_store, item_store, batch_size, "pairwise",
+                   dict(negatives=("uniform",), num_negatives=1), seed, shuffle,
+                   drop_remainder)
 
 
 def listwise_dataset(
@@ -496,44 +694,26 @@ def listwise_dataset(
 ) -> tf.data.Dataset:
     """Lists of ``list_size`` candidates: items ``(B, L)``, y ``(B, L)``.
 
-    - ``"sampled"``: one list per positive, the positive first and ``L - 1`` uniform
-      negatives, labels ``[1, 0, ..., 0]``.
-    - ``"graded"``: one list per ``request_id`` with the logged graded labels
-      (order 5, cart 4, click 3, impression 1 with the default event labels), padded
-      with label -1 and item id ``""``; requests without a positive are dropped (their
-      count is logged; `graded_lists` returns it).
-
-    Args:
-      list_size: L (>= 2 for "sampled", >= 1 for "graded").
-      mode: "sampled" or "graded".
-      catalogue: negatives' ids for "sampled"; None: ``train.item_catalogue()``.
-      train, user_store, item_store, batch_size, seed, shuffle, drop_remainder: as in
-        `in_batch_dataset`.
-
-    Returns:
-      A dataset of ``(x, y)``.
-
-    Raises:
-      ValueError: an unknown mode, a bad ``list_size``, "graded" without
-        ``request_id``, or the errors of `sample_negatives`.
+    - ``"sampled"``: one list per positive, the positive first and ``L - 1`` fresh
+      uniform negatives, labels ``[1, 0, ..., 0]``.
+    - ``"graded"``: one list per ``request_id`` with the logged graded labels, padded
+      with label -1 and item id ``""`` (see `graded_lists`).
     """
-    if mode == "sampled":
-        _check_int("list_size", list_size, 2)
-        users, items = _positives(train)
-        neg = _negatives(train, users, list_size - 1, catalogue, seed)
-        labels = np.zeros((len(users), list_size), np.float32)
-        labels[:, 0] = 1.0
-        all_items = np.concatenate([items[:, None], neg], axis=1)
-    elif mode == "graded":
-        lists = graded_lists(train, list_size)
-        users, all_items, labels = lists.user_ids, lists.item_ids, lists.labels
-    else:
+    if mode not in ("sampled", "graded"):
         raise ValueError(f"mode must be 'sampled' or 'graded', got {mode!r}")
-    return _dataset(users, all_items, labels, user_store, item_store, batch_size, seed,
-                    shuffle, drop_remainder)
+    return _legacy(train, catalogue, user_store, item_store, batch_size, "listwise",
+                   dict(negatives=("uniform",) if mode == "sampled" else None,
+                        list_size=list_size, list_mode=mode), seed, shuffle, drop_remainder)
 
 
-def _negatives(train, users, num, catalogue, seed) -> np.ndarray:
+def _legacy(train, catalogue, user_store, item_store, batch_size, view, options, seed,
+            shuffle, drop_remainder) -> tf.data.Dataset:
+    # Imported here: training builds on this module (FeatureStore, RankerLists).
+    from tfrecall.data import training
+
+    config = training.SamplingConfig(view=view, log_q=False, seed=seed, shuffle=shuffle,
+                                     drop_remainder=drop_remainder, **options)
     if catalogue is None:
         catalogue = train.item_catalogue()
-    return sample_negatives(train, users, num, np.asarray(catalogue, dtype=object), seed)
+    return training.make_training_dataset(train, np.asarray(catalogue, dtype=object),
+                                          user_store, item_store, config, batch_size)

@@ -32,11 +32,18 @@ How the world is made (all numpy, vectorized, one seeded generator):
 The log has one row per exposure (``event``, graded ``label`` from
 `DEFAULT_EVENT_LABELS`, ``positive = event != "impression"``, ``request_id``,
 strictly increasing int64 ``timestamp``, float32 ``ranker_score``).
+
+`ranker_lists` adds what a production log has beyond the exposures: the ranker's
+ordered top-N candidates of every request (ranker score = affinity + the same noise
+model over the whole catalogue; an exposed item keeps its logged score). It is a
+separate call (about 50 MB for the default world at N = 500), drawn from its own
+generator, so it never changes the log.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -423,3 +430,56 @@ def _expose(config: SyntheticConfig, rng: np.random.Generator, req_user: np.ndar
             order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
             out[lo:lo + chunk] = np.take_along_axis(top, order, axis=1)
     return out
+
+
+def ranker_lists(world: SyntheticWorld, top_n: int = 500, seed: Optional[int] = None):
+    """The ranker's top ``top_n`` candidates of every request of ``world``, best first.
+
+    Every catalogue item gets ``affinity + N(0, ranker_noise^2)`` for the request's
+    user; the request's exposed items keep their logged ``ranker_score``, so the
+    lists agree with the log. Requests are in order of first appearance in the log.
+
+    Args:
+      world: a generated world.
+      top_n: list length (at most the catalogue size).
+      seed: seed of the noise; None: derived from ``world.config.seed``.
+
+    Returns:
+      A `tfrecall.data.samples.RankerLists`.
+
+    Raises:
+      ValueError: ``top_n < 1``.
+    """
+    from tfrecall.data.samples import RankerLists  # samples imports TensorFlow
+
+    if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or top_n < 1:
+        raise ValueError(f"top_n must be an integer >= 1, got {top_n!r}")
+    inter = world.data.interactions
+    rng = np.random.default_rng([world.config.seed, 1] if seed is None else seed)
+    req_names, first, req_code = np.unique(inter["request_id"].astype(str), return_index=True,
+                                           return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    req_code = rank[req_code.reshape(-1)]
+    first = np.sort(first)
+    req_user = world.user_rows(inter["user_id"][first])
+    row_item = world.item_rows(inter["item_id"])
+    num_items = len(world.item_ids)
+    top_n = min(int(top_n), num_items)
+    items = np.empty((len(first), top_n), np.int32)
+    scores = np.empty((len(first), top_n), np.float32)
+    noise = world.config.ranker_noise
+    chunk = 1024
+    for lo in range(0, len(first), chunk):
+        hi = min(lo + chunk, len(first))
+        s = world.user_vectors[req_user[lo:hi]] @ world.item_vectors.T
+        s = s + noise * rng.standard_normal(s.shape, dtype=np.float32)
+        rows = np.flatnonzero((req_code >= lo) & (req_code < hi))
+        s[req_code[rows] - lo, row_item[rows]] = inter["ranker_score"][rows]
+        top = np.argpartition(-s, top_n - 1, axis=1)[:, :top_n] if top_n < num_items else \
+            np.tile(np.arange(num_items), (hi - lo, 1))
+        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+        items[lo:hi] = np.take_along_axis(top, order, axis=1)
+        scores[lo:hi] = np.take_along_axis(s, items[lo:hi].astype(np.int64), axis=1)
+    return RankerLists(inter["request_id"][first], inter["user_id"][first],
+                       world.item_ids.copy(), items, scores)

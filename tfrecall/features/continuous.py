@@ -118,6 +118,31 @@ class ContinuousFeature(keras.layers.Layer):
         self.mean = float(t.mean())
         self.variance = float(t.var())
 
+    def adapt_from_moments(self, mean: float, variance: float) -> None:
+        """Sets precomputed moments of t (after log1p if set), e.g. from a streaming pass.
+
+        Args:
+          mean: mean of the finite training values of t.
+          variance: their population variance (ddof=0), as `adapt` computes it.
+
+        Raises:
+          ValueError: the layer is built, or a non-finite mean / negative variance
+            (a column with no finite value has NaN moments).
+        """
+        if self.built:
+            raise ValueError(
+                f"{self._owner}: adapt_from_moments() after the layer was built is not "
+                "supported (its mean/variance are traced into the call); adapt before the "
+                "first call"
+            )
+        mean, variance = float(mean), float(variance)
+        if not math.isfinite(mean) or not math.isfinite(variance) or variance < 0:
+            raise ValueError(
+                f"{self._owner}: adapt_from_moments needs a finite mean and a finite variance "
+                f">= 0, got mean={mean!r}, variance={variance!r} (no finite value seen?)"
+            )
+        self.mean, self.variance = mean, variance
+
     def build(self, input_shape):
         if self.mean is None:
             raise ValueError(
@@ -224,7 +249,37 @@ class BucketizedEmbedding(keras.layers.Layer):
                 "its embedding table; adapt before the first call"
             )
         t = _finite_values(values, self.log1p, self._owner)
-        quantiles = np.nanquantile(t, np.arange(1, self.num_buckets) / self.num_buckets)
+        self._set_quantiles(np.nanquantile(t, self.quantile_levels))
+
+    @property
+    def quantile_levels(self) -> np.ndarray:
+        """``(num_buckets - 1,) float64`` the levels i / num_buckets the boundaries sit at."""
+        return np.arange(1, self.num_buckets) / self.num_buckets
+
+    def adapt_from_quantiles(self, quantiles: Sequence[float]) -> None:
+        """Sets boundaries from precomputed quantiles of t at `quantile_levels`.
+
+        The streaming counterpart of `adapt` (e.g. `StreamingStats.quantiles`); ties
+        are merged as in `adapt`.
+
+        Raises:
+          ValueError: the layer is built, or `quantiles` has the wrong length or
+            non-finite values.
+        """
+        if self.built:
+            raise ValueError(
+                f"{self._owner}: adapt_from_quantiles() after the layer was built would "
+                "change the size of its embedding table; adapt before the first call"
+            )
+        quantiles = np.asarray(quantiles, np.float64).reshape(-1)
+        if quantiles.size != self.num_buckets - 1 or not np.all(np.isfinite(quantiles)):
+            raise ValueError(
+                f"{self._owner}: adapt_from_quantiles needs {self.num_buckets - 1} finite "
+                f"quantiles (levels i/{self.num_buckets}), got {quantiles.tolist()}"
+            )
+        self._set_quantiles(np.sort(quantiles))
+
+    def _set_quantiles(self, quantiles: np.ndarray) -> None:
         # Rounded to float32 before deduplication: the bucketize op compares in float32,
         # and the config should hold exactly the cut points that are used.
         self._set_boundaries(np.unique(quantiles.astype(np.float32)).tolist())

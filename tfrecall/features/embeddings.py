@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -88,9 +88,28 @@ def count_vocabulary(
     Returns:
       The kept values, by decreasing count, then increasing value.
     """
-    counts = collections.Counter(t for t in tokens if t != "")
+    return vocabulary_from_counts(
+        collections.Counter(t for t in tokens if t != ""), min_count, max_tokens
+    )
+
+
+def vocabulary_from_counts(
+    counts: Mapping[str, int], min_count: int = 1, max_tokens: Optional[int] = None
+) -> List[str]:
+    """The vocabulary of precomputed token counts, ordered as `count_vocabulary`'s.
+
+    Args:
+      counts: token -> count (e.g. from `tfrecall.data.stats.StreamingStats`); ""
+        (missing) is never kept.
+      min_count: keep tokens counted at least this many times.
+      max_tokens: keep at most this many of them (None: all).
+
+    Returns:
+      The kept tokens, by decreasing count, then increasing value.
+    """
     kept = sorted(
-        ((c, t) for t, c in counts.items() if c >= min_count), key=lambda ct: (-ct[0], ct[1])
+        ((c, t) for t, c in counts.items() if c >= min_count and t != ""),
+        key=lambda ct: (-ct[0], ct[1]),
     )
     if max_tokens is not None:
         kept = kept[:max_tokens]
@@ -180,13 +199,17 @@ class _LookupEmbedding(keras.layers.Layer):
         dupes = sorted(t for t, c in collections.Counter(vocabulary).items() if c > 1)
         if dupes:
             raise ValueError(f"{self._owner}: the vocabulary repeats {dupes[:10]}")
-        self._vocabulary = vocabulary
+        # Never a Python list attribute: Keras tracks list attributes element by element,
+        # and tf.saved_model.save then walks every entry (minutes at 100k ids). So a numpy
+        # array here, and the lookup gets its table through set_vocabulary (a constructor
+        # `vocabulary=` list would be kept as a tracked attribute of the StringLookup).
+        self._vocabulary = np.asarray(vocabulary, dtype=object)
         self._lookup = keras.layers.StringLookup(
-            vocabulary=vocabulary,
             num_oov_indices=self.num_oov_buckets,
             oov_token=_OOV_TOKEN,
             name="lookup",
         )
+        self._lookup.set_vocabulary(vocabulary)
         self._make_embedding(self.num_oov_buckets + len(vocabulary))
 
     def _adapt_tokens(self, tokens: Iterable[str]) -> None:
@@ -198,6 +221,23 @@ class _LookupEmbedding(keras.layers.Layer):
                 "its embedding table; adapt before the first call"
             )
         self._set_vocabulary(count_vocabulary(tokens, self.min_count, self.max_tokens))
+
+    def adapt_from_counts(self, counts: Mapping[str, int]) -> None:
+        """Learns the vocabulary from precomputed token counts (no-op in hashing mode).
+
+        The streaming counterpart of `adapt`: `counts` (token -> count, e.g.
+        `StreamingStats.token_counts`) gives the same vocabulary `adapt` would give on
+        the values counted; `min_count` and `max_tokens` apply as in `adapt`.
+        """
+        if self.hash_buckets is not None:
+            return
+        if self.built:
+            raise ValueError(
+                f"{self._owner}: adapt_from_counts() after the layer was built would change "
+                "the size of its embedding table; adapt before the first call"
+            )
+        counts = {str(t): int(c) for t, c in counts.items()}
+        self._set_vocabulary(vocabulary_from_counts(counts, self.min_count, self.max_tokens))
 
     @property
     def vocabulary(self) -> Optional[List[str]]:
@@ -384,4 +424,5 @@ __all__ = [
     "count_vocabulary",
     "ids_to_strings",
     "to_string_array",
+    "vocabulary_from_counts",
 ]

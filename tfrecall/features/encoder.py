@@ -123,6 +123,34 @@ class FeatureEncoder(keras.layers.Layer):
         for spec, layer in zip(self._specs, self.feature_layers, strict=True):
             layer.adapt(np.asarray(table[spec.name]))
 
+    def adapt_from_stats(self, stats: Any) -> None:
+        """Adapts every feature's layer from precomputed statistics (a streaming pass).
+
+        `stats` is anything with the three methods of
+        `tfrecall.data.stats.StreamingStats`:
+
+        - ``token_counts(name, separator)`` -> ``{token: count}`` for id/categorical
+          (``separator=None``) and multi_categorical (the spec's separator) features;
+        - ``moments(name, log1p)`` -> an object with ``mean`` and ``variance`` of the
+          finite values, for continuous features;
+        - ``quantiles(name, levels, log1p)`` -> the values at ``levels``, for
+          bucketized features.
+
+        The result equals `adapt` on the same data where the statistics are exact
+        (see `tfrecall.data.stats` for when they are approximate and by how much).
+        """
+        for spec, layer in zip(self._specs, self.feature_layers, strict=True):
+            if spec.kind in ("id", "categorical"):
+                layer.adapt_from_counts(stats.token_counts(spec.name, None))
+            elif spec.kind == "multi_categorical":
+                layer.adapt_from_counts(stats.token_counts(spec.name, spec.separator))
+            elif spec.kind == "continuous":
+                moments = stats.moments(spec.name, spec.log1p)
+                layer.adapt_from_moments(moments.mean, moments.variance)
+            else:
+                layer.adapt_from_quantiles(
+                    stats.quantiles(spec.name, layer.quantile_levels, spec.log1p))
+
     def call(self, features: Mapping[str, tf.Tensor], training=None) -> tf.Tensor:
         if not isinstance(features, Mapping):
             raise TypeError(

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 from tfrecall._backend import keras, register, tf
 from tfrecall.config import FeatureSpec, TowerConfig
 from tfrecall.losses.lists import correct_log_q, remove_accidental_hits
+from tfrecall.models.mixed import mixed_logits_and_labels
 from tfrecall.models.tower import Tower
 
 SIMILARITIES = ("cosine", "dot")
@@ -147,6 +148,10 @@ class TwoTowerModel(keras.Model):
         """
         items = x["items"]
         ids = items.get(self.item_id_feature)
+        if self.in_batch_negatives and _has_sampled_negatives(x):
+            # Mixed negative sampling: in-batch + per-row and shared sampled negatives in
+            # one softmax (tfrecall.models.mixed; on this replica's batch only).
+            return mixed_logits_and_labels(self, x, y, training)
         users = self.user_tower(x["user"], training=training)
         log_q = x.get("log_q")
         if self.in_batch_negatives:
@@ -224,6 +229,12 @@ class TwoTowerModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _has_sampled_negatives(x) -> bool:
+    """True for in-batch batches that also carry sampled negatives (items (B, 1 + H))."""
+    width = next(iter(x["items"].values())).shape[1]
+    return "negatives" in x or width is None or width > 1
 
 
 def _gather_replicas(context, cands, cand_ids, cand_log_q):

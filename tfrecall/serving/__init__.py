@@ -1,5 +1,29 @@
-"""Serving: SavedModel export with a ScaNN or brute-force index."""
+"""Serving: SavedModel export with a ScaNN, partitioned (stock TF) or brute-force index."""
 
-from tfrecall.serving.export import embed_items, embed_users, export_saved_model
+from tfrecall.serving.export import (
+    EXCLUDE_INPUT,
+    ExportPath,
+    embed_items,
+    embed_users,
+    export_embeddings,
+    export_saved_model,
+    read_export_info,
+)
+from tfrecall.serving.index import INDEX_KINDS, IndexReport, build_index
+from tfrecall.serving.versions import list_versions, next_version, prune_versions
 
-__all__ = ["embed_items", "embed_users", "export_saved_model"]
+__all__ = [
+    "EXCLUDE_INPUT",
+    "INDEX_KINDS",
+    "ExportPath",
+    "IndexReport",
+    "build_index",
+    "embed_items",
+    "embed_users",
+    "export_embeddings",
+    "export_saved_model",
+    "list_versions",
+    "next_version",
+    "prune_versions",
+    "read_export_info",
+]

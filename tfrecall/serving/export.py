@@ -1,103 +1,113 @@
 """Export: user tower + an index over the item catalogue as one SavedModel.
 
 The exported directory is TF Serving's layout, `export_dir/<version>/`, holding a
-SavedModel with three signatures:
+SavedModel with four signatures:
 
-- ``serving_default``: raw user features (each `(B,)`) -> ``item_ids`` `(B, K)` string and
-  ``scores`` `(B, K)` float32 (the similarity: a cosine for cosine models), best first;
+- ``serving_default``: raw user features (each `(B,)`) -> ``item_ids`` `(B, K)` string
+  and ``scores`` `(B, K)` float32 (the similarity: a cosine for cosine models), best
+  first;
+- ``serving_exclude``: the same plus ``exclude_item_ids`` `(B, M)` string, padded with
+  "": the listed items (e.g. what the user already has) never appear in the K
+  results. TF signatures have no optional inputs, so exclusion is a second signature
+  rather than an input every client must feed; unknown ids in the list are ignored;
 - ``user_embedding``: raw user features -> ``embedding`` `(B, D)`;
 - ``item_embedding``: raw item features -> ``embedding`` `(B, D)`.
 
 Every feature the towers were built with is a signature input. A feature value that
 is missing is fed as "" (strings) or NaN (numbers): the feature layers map it to the
-OOV bucket or to the learned default, so an unknown user still gets K items.
+OOV bucket or to the learned default, so an unknown user still gets K items. An empty
+batch returns `(0, K)` outputs. Where fewer than K items qualify (a catalogue smaller
+than K + the excluded items), the remaining slots hold item id "" and score
+`finfo(float32).min / 100`.
 
-The index is ScaNN (`index="scann"`; loading needs `import scann` before
-`tf.saved_model.load`, and TF Serving needs its ScaNN-enabled build) or an exact
-matrix product + `top_k` built from stock TensorFlow ops (`index="brute_force"`;
-loads anywhere). The loaded model needs TensorFlow (and scann), never tfrecall: the
-feature layers are traced into the graph.
+The index (`tfrecall.serving.index`) is ScaNN (`index="scann"`; loading needs
+`import scann` before `tf.saved_model.load`, and TF Serving its ScaNN-enabled build),
+a partitioned index of stock TensorFlow ops (`"partitioned"`; loads anywhere,
+sub-linear) or exact search (`"brute_force"`). Approximate indexes are tuned at export
+to a target recall@10; the achieved recall, build time and index size are written to
+`assets.extra/tfrecall_export.json` and returned as `path.info`. The loaded model
+needs TensorFlow (and scann), never tfrecall: the feature layers are traced into the
+graph.
 
 A version is written to a hidden temporary directory beside the final one and renamed
-into place, so TF Serving, which polls `export_dir`, never sees a partial version.
+into place, so TF Serving, which polls `export_dir`, never sees a partial version;
+only the newest `keep_versions` versions are kept (`tfrecall.serving.versions`).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import shutil
-import tempfile
 import time
-import uuid
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional, Union
 
 import numpy as np
 
 from tfrecall._backend import tf
+from tfrecall.serving import versions
+from tfrecall.serving.index import INDEX_KINDS, build_index
+from tfrecall.serving.versions import next_version  # noqa: F401  (public since v0.1)
 
-INDEX_KINDS = ("scann", "brute_force")
 METADATA_FILE = "tfrecall_export.json"
+EXCLUDE_INPUT = "exclude_item_ids"
+SIGNATURES = ("serving_default", "serving_exclude", "user_embedding", "item_embedding")
 
 
-def _import_scann_ops():
-    try:
-        from scann.scann_ops.py import scann_ops
-    except ImportError as e:  # pragma: no cover - scann is a hard dependency of setup.py
-        raise ImportError(
-            "index='scann' needs the scann package (pip install 'scann~=1.4.2'); "
-            "or export with index='brute_force'"
-        ) from e
-    return scann_ops
+class ExportPath(str):
+    """The new version directory (a `str`), with the export's facts as `.info` (a dict)."""
 
+    info: dict
 
-def build_scann_state(embeddings: np.ndarray, k: int, seed: int = 0):
-    """Builds a ScaNN searcher over `embeddings` (dot product) and returns its tf.Module state.
-
-    Small catalogues (< 10k items) are searched exhaustively; larger ones use a
-    partition tree (about sqrt(n) leaves), anisotropic hashing (Guo et al., ICML 2020)
-    and exact re-ordering of the best candidates.
-    """
-    scann_ops = _import_scann_ops()
-    n, _ = embeddings.shape
-    db = tf.constant(embeddings, tf.float32)
-    builder = scann_ops.builder(db, k, "dot_product")
-    if n < 10_000:
-        builder = builder.score_brute_force()
-    else:
-        leaves = int(round(math.sqrt(n)))
-        builder = builder.tree(
-            num_leaves=leaves,
-            num_leaves_to_search=max(1, leaves // 10),
-            training_sample_size=min(n, 250_000),
-        )
-        builder = builder.score_ah(2, anisotropic_quantization_threshold=0.2)
-        builder = builder.reorder(max(100, 4 * k))
-    searcher = builder.build()
-    return searcher.serialize_to_module()
+    def __new__(cls, path: str, info: dict):
+        obj = super().__new__(cls, path)
+        obj.info = info
+        return obj
 
 
 class RecallModule(tf.Module):
-    """The exported object: towers, catalogue ids and embeddings, and the index."""
+    """The exported object: towers, catalogue ids, an id -> row table and the index.
 
-    def __init__(self, model, item_ids: np.ndarray, item_embeddings: np.ndarray, k: int, index: str):
+    Args:
+      model: the trained `TwoTowerModel`.
+      item_ids: `(n,)` catalogue ids; row i of the index is item_ids[i].
+      index: an `Index` module over the catalogue's embeddings.
+      k: items returned per query.
+    """
+
+    def __init__(self, model, item_ids: np.ndarray, index, k: int):
         super().__init__(name="tfrecall")
         self.user_tower = model.user_tower
         self.item_tower = model.item_tower
         self.k = int(k)
-        self.index_kind = index
-        self.item_ids = tf.Variable(np.asarray(item_ids, dtype=object).astype(str), trainable=False)
-        self.item_embeddings = tf.Variable(item_embeddings.astype(np.float32), trainable=False)
-        if index == "scann":
-            self.scann = build_scann_state(item_embeddings, self.k)
-
+        self.index = index
+        ids = np.asarray(item_ids, dtype=object).astype(str)
+        self.item_ids = tf.Variable(ids, trainable=False)
+        self.id_to_row = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(ids), tf.range(len(ids), dtype=tf.int64)
+            ),
+            default_value=-1,
+        )
         user_sig = model.user_tower.encoder.input_signature()
         item_sig = model.item_tower.encoder.input_signature()
+        if EXCLUDE_INPUT in user_sig:
+            raise ValueError(
+                f"a user feature is named {EXCLUDE_INPUT!r}, the exclusion input of "
+                "serving_exclude; rename the feature"
+            )
+        exclude_sig = {
+            **user_sig, EXCLUDE_INPUT: tf.TensorSpec([None, None], tf.string, name=EXCLUDE_INPUT)
+        }
 
         @tf.function(input_signature=[user_sig])
         def serving_default(features):
-            return self._recommend(features)
+            return self._recommend(features, None)
+
+        @tf.function(input_signature=[exclude_sig])
+        def serving_exclude(features):
+            features = dict(features)
+            exclude = features.pop(EXCLUDE_INPUT)
+            return self._recommend(features, exclude)
 
         @tf.function(input_signature=[user_sig])
         def user_embedding(features):
@@ -108,31 +118,25 @@ class RecallModule(tf.Module):
             return {"embedding": self.item_tower(features, training=False)}
 
         self.serving_default = serving_default
+        self.serving_exclude = serving_exclude
         self.user_embedding = user_embedding
         self.item_embedding = item_embedding
 
-    def _recommend(self, features):
+    def _recommend(self, features, exclude_ids):
         queries = self.user_tower(features, training=False)  # (B, D)
-        if self.index_kind == "scann":
-            scann_ops = _import_scann_ops()
-            searcher = scann_ops.searcher_from_module(self.scann)
-            # Batched search on an empty batch is not defined by the ScaNN op: guard it.
-            def search():
-                idx, scores = searcher.search_batched(queries, final_num_neighbors=self.k)
-                return tf.cast(idx, tf.int32), scores
-
-            def empty():
-                return tf.zeros([0, self.k], tf.int32), tf.zeros([0, self.k], tf.float32)
-
-            idx, scores = tf.cond(tf.shape(queries)[0] > 0, search, empty)
-        else:
-            all_scores = tf.matmul(queries, self.item_embeddings, transpose_b=True)
-            scores, idx = tf.math.top_k(all_scores, k=self.k)
-        return {"item_ids": tf.gather(self.item_ids, idx), "scores": scores}
+        exclude_rows = None
+        if exclude_ids is not None:
+            exclude_rows = tf.cast(self.id_to_row.lookup(exclude_ids), tf.int32)  # (B, M)
+        rows, scores = self.index.search(queries, self.k, exclude_rows)
+        ids = tf.gather(self.item_ids, tf.maximum(rows, 0))
+        return {"item_ids": tf.where(rows >= 0, ids, ""), "scores": scores}
 
 
 def embed_table(tower, table: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
-    """`(N, D)` float32 embeddings of a column table (one row per entity) by `tower`."""
+    """`(N, D)` float32 embeddings of a column table (one row per entity) by `tower`.
+
+    Columns the tower needs but the table lacks are fed as missing ("" or NaN).
+    """
     n = len(next(iter(table.values())))
     sig = tower.encoder.input_signature()
     out = []
@@ -167,10 +171,15 @@ def _column(table, name, spec, start, size, n):
     return np.asarray(values, dtype=np.float32)
 
 
-def next_version(export_dir: str) -> int:
-    """One more than the largest numeric version directory (1 for an empty directory)."""
-    versions = [int(d) for d in os.listdir(export_dir) if d.isdigit()] if os.path.isdir(export_dir) else []
-    return max(versions + [0]) + 1
+def _tuning_queries(model, queries, num: int, seed: int) -> Optional[np.ndarray]:
+    """`(Q, D)` query embeddings from an array or a user table (up to `num` rows sampled)."""
+    if queries is None:
+        return None
+    if isinstance(queries, Mapping):
+        n = len(next(iter(queries.values())))
+        rows = np.random.default_rng(seed).permutation(n)[:num]
+        return embed_users(model, {k: np.asarray(v)[rows] for k, v in queries.items()})
+    return np.asarray(queries, np.float32)
 
 
 def export_saved_model(
@@ -181,70 +190,172 @@ def export_saved_model(
     index: str = "scann",
     version: Optional[int] = None,
     metadata: Optional[dict] = None,
-) -> str:
-    """Embeds the catalogue, builds the index and writes `export_dir/<version>/` atomically.
+    *,
+    tuning_queries: Union[np.ndarray, Mapping[str, np.ndarray], None] = None,
+    target_recall: float = 0.95,
+    exact_below: int = 10_000,
+    keep_versions: Optional[int] = 5,
+    seed: int = 0,
+    log: Optional[Callable[[str], None]] = None,
+) -> ExportPath:
+    """Embeds the catalogue, builds and tunes the index, writes `export_dir/<version>/`.
 
     Args:
       model: a trained `TwoTowerModel`.
       items: the catalogue as a column table: `item_id` plus the item tower's features
-        (features absent from the table are fed as missing).
+        (features absent from the table are fed as missing). Items unknown to the id
+        vocabulary embed through the OOV id and their other features.
       export_dir: the TF Serving model base path.
       k: items returned per query (capped at the catalogue size).
-      index: "scann" or "brute_force".
+      index: "scann", "partitioned" or "brute_force".
       version: the version number (default: next free).
       metadata: extra JSON-serializable facts written to `assets.extra/tfrecall_export.json`.
+      tuning_queries: sample user queries for tuning the approximate indexes: `(Q, D)`
+        user embeddings, or a user feature table (up to 1000 rows are embedded).
+        None: sampled item embeddings stand in.
+      target_recall: recall@10 against exact search the index is tuned to.
+      exact_below: catalogues smaller than this are searched exactly.
+      keep_versions: newest versions kept in `export_dir` (None: all); the version
+        just written is never deleted.
+      seed: seed of clustering and sampling.
+      log: called with a one-line summary (e.g. `print`).
 
     Returns:
-      The path of the new version directory.
+      The new version directory (`ExportPath`, a str) with `.info`, the dict written
+      to `assets.extra/tfrecall_export.json` (index report included).
 
     Raises:
-      ValueError: unknown index, k < 1, an empty catalogue or duplicate item ids.
+      ValueError: unknown index, k < 1, an empty catalogue, empty or duplicate item ids.
     """
-    if index not in INDEX_KINDS:
-        raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+    _check_args(index, k)
     item_ids = np.asarray(items[model.item_id_feature], dtype=object)
-    if len(item_ids) == 0:
-        raise ValueError("cannot export an index over an empty item catalogue")
-    if len(set(item_ids.tolist())) != len(item_ids):
-        raise ValueError("the item catalogue has duplicate item ids")
-    k = min(int(k), len(item_ids))
+    _check_ids(item_ids)
     start = time.time()
     embeddings = embed_items(model, items)
-    module = RecallModule(model, item_ids, embeddings, k, index)
-    os.makedirs(export_dir, exist_ok=True)
-    version = next_version(export_dir) if version is None else int(version)
-    final = os.path.join(export_dir, str(version))
-    if os.path.exists(final):
-        raise ValueError(f"export version already exists: {final}")
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-{uuid.uuid4().hex[:8]}-", dir=export_dir)
-    try:
-        tf.saved_model.save(
-            module,
-            tmp,
-            signatures={
-                "serving_default": module.serving_default,
-                "user_embedding": module.user_embedding,
-                "item_embedding": module.item_embedding,
-            },
+    return export_embeddings(
+        model, item_ids, embeddings, export_dir, k=k, index=index, version=version,
+        metadata=metadata, tuning_queries=tuning_queries, target_recall=target_recall,
+        exact_below=exact_below, keep_versions=keep_versions, seed=seed, log=log,
+        _start=start,
+    )
+
+
+def export_embeddings(
+    model,
+    item_ids: np.ndarray,
+    item_embeddings: np.ndarray,
+    export_dir: str,
+    k: int = 100,
+    index: str = "scann",
+    version: Optional[int] = None,
+    metadata: Optional[dict] = None,
+    *,
+    tuning_queries: Union[np.ndarray, Mapping[str, np.ndarray], None] = None,
+    target_recall: float = 0.95,
+    exact_below: int = 10_000,
+    keep_versions: Optional[int] = 5,
+    seed: int = 0,
+    log: Optional[Callable[[str], None]] = None,
+    _start: Optional[float] = None,
+) -> ExportPath:
+    """`export_saved_model` over precomputed item embeddings (`(n, D)`, row i = item_ids[i]).
+
+    For catalogues embedded elsewhere (a batch job) and for benchmarks; the user and
+    item towers of `model` are still exported as the query side and `item_embedding`.
+    """
+    start = time.time() if _start is None else _start
+    _check_args(index, k)
+    item_ids = np.asarray(item_ids, dtype=object)
+    _check_ids(item_ids)
+    item_embeddings = np.asarray(item_embeddings, np.float32)
+    if item_embeddings.shape != (len(item_ids), model.embedding_dim):
+        raise ValueError(
+            f"item_embeddings must be ({len(item_ids)}, {model.embedding_dim}), "
+            f"got {item_embeddings.shape}"
         )
-        info = {
-            "index": index,
-            "k": k,
-            "num_items": int(len(item_ids)),
-            "embedding_dim": int(embeddings.shape[1]),
-            "user_features": sorted(model.user_tower.encoder.input_signature()),
-            "item_features": sorted(model.item_tower.encoder.input_signature()),
-            "needs_import_scann": index == "scann",
-            "export_seconds": round(time.time() - start, 3),
-        }
+    k = min(int(k), len(item_ids))
+    queries = _tuning_queries(model, tuning_queries, 1000, seed)
+    idx, report = build_index(index, item_embeddings, k, queries=queries,
+                              target_recall=target_recall, exact_below=exact_below, seed=seed)
+    module = RecallModule(model, item_ids, idx, k)
+    info = {
+        "index": index,
+        "k": k,
+        "num_items": int(len(item_ids)),
+        "embedding_dim": int(item_embeddings.shape[1]),
+        "user_features": sorted(model.user_tower.encoder.input_signature()),
+        "item_features": sorted(model.item_tower.encoder.input_signature()),
+        "signatures": list(SIGNATURES),
+        "needs_import_scann": index == "scann",
+        "recall_at_10": round(report.recall_at_10, 5),
+        "target_recall": target_recall,
+        "index_build_seconds": round(report.build_seconds, 3),
+        "index_bytes": report.index_bytes,
+        "index_report": report.to_dict(),
+    }
+
+    def write(tmp: str) -> None:
+        tf.saved_model.save(
+            module, tmp, signatures={name: getattr(module, name) for name in SIGNATURES}
+        )
+        info["saved_model_bytes"] = _dir_bytes(tmp)
+        info["export_seconds"] = round(time.time() - start, 3)
         info.update(metadata or {})
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", METADATA_FILE), "w") as f:
             json.dump(info, f, indent=2, sort_keys=True)
-        os.rename(tmp, final)  # atomic on one file system
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+
+    final = versions.write_version(export_dir, write, version)
+    info["version"] = int(os.path.basename(final))
+    info["pruned_versions"] = versions.prune_versions(export_dir, keep_versions, protect=final)
+    if log is not None:
+        log(f"exported {final}: index={index} ({report.mode}) items={len(item_ids)} k={k} "
+            f"recall@10={report.recall_at_10:.4f} (target {target_recall}) "
+            f"index_build={report.build_seconds:.1f}s (tuning {report.tuning_seconds:.1f}s) "
+            f"index_size={report.index_bytes / 2**20:.1f}MiB "
+            f"params={report.params}")
+    return ExportPath(final, info)
+
+
+def read_export_info(path: str) -> dict:
+    """The `assets.extra/tfrecall_export.json` of an export version directory."""
+    with open(os.path.join(path, "assets.extra", METADATA_FILE)) as f:
+        return json.load(f)
+
+
+def _check_args(index: str, k: int) -> None:
+    if index not in INDEX_KINDS:
+        raise ValueError(f"index must be one of {INDEX_KINDS}, got {index!r}")
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+
+
+def _check_ids(item_ids: np.ndarray) -> None:
+    if len(item_ids) == 0:
+        raise ValueError("cannot export an index over an empty item catalogue")
+    ids = item_ids.astype(str)
+    if len(np.unique(ids)) != len(ids):
+        values, counts = np.unique(ids, return_counts=True)
+        raise ValueError(f"the item catalogue has duplicate item ids: {values[counts > 1][:5]}")
+    if (ids == "").any():
+        raise ValueError('the item catalogue has an empty item id ("" means "no item" in outputs '
+                         "and padding in exclude_item_ids)")
+
+
+def _dir_bytes(path: str) -> int:
+    return sum(
+        os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
+    )
+
+
+__all__ = [
+    "EXCLUDE_INPUT",
+    "ExportPath",
+    "METADATA_FILE",
+    "RecallModule",
+    "embed_items",
+    "embed_users",
+    "export_embeddings",
+    "export_saved_model",
+    "read_export_info",
+]

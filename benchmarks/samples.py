@@ -1,0 +1,163 @@
+"""Input-pipeline throughput of every sample builder beside the default model's training rate.
+
+For the synthetic default world (with its ranker lists) and ml-latest-small (skipped
+with a message when absent), prints samples/s and batches/s of each view/negative mix
+of `tfrecall.data.training`, each timed over whole epochs (iterator creation included:
+Keras makes one per epoch), and the training step rate of the recipe's default model
+(in-batch softmax, batch 1024) timed over 20 steps on cached batches. The acceptance
+bar: the default input pipeline delivers >= 5x the batches the model consumes.
+
+    python benchmarks/samples.py [--epochs=3] [--steps=20]
+
+The machine is shared (2 cores, other jobs running): figures are noisy; each is the
+best of ``--epochs`` timed passes after a warm-up pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import tfrecall  # noqa: F401  (Keras 2 before TensorFlow)
+from tfrecall import recipe
+from tfrecall._backend import tf
+from tfrecall.data import synthetic
+from tfrecall.data.movielens import read_movielens
+from tfrecall.data.samples import FeatureStore
+from tfrecall.data.training import SamplingConfig, TrainingSamples
+
+ML_LATEST_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
+
+BUILDERS = [
+    ("in_batch (default)", dict()),
+    ("in_batch + uniform x1024 (mixed)", dict(negatives="in_batch,uniform", num_negatives=1024)),
+    ("in_batch + popularity + hard", dict(negatives="in_batch,popularity,hard",
+                                          num_negatives=1024)),
+    ("in_batch, streaming log Q", dict(frequency="streaming")),
+    ("pointwise 1:3 uniform", dict(view="pointwise")),
+    ("pointwise 1:3 uniform+hard 1:1", dict(view="pointwise", negatives="uniform,hard",
+                                            easy_hard_ratio=1.0)),
+    ("pairwise random", dict(view="pairwise")),
+    ("pairwise not_exposed", dict(view="pairwise", pairwise_mode="not_exposed")),
+    ("pairwise head_tail", dict(view="pairwise", pairwise_mode="head_tail")),
+    ("pairwise segments", dict(view="pairwise", pairwise_mode="segments")),
+    ("listwise sampled L=8", dict(view="listwise")),
+    ("listwise popularity L=8", dict(view="listwise", negatives="popularity")),
+    ("listwise graded L=8", dict(view="listwise", list_mode="graded")),
+    ("distill L=8 of top 400", dict(view="distill")),
+]
+
+
+def _setup(data, config: recipe.RecipeConfig):
+    train, _ = recipe.split_data(data, config)
+    catalogue, user_ids = data.item_catalogue(), data.user_ids()
+    user_table = recipe.user_feature_table(data, train, user_ids, config)
+    stores = (FeatureStore(user_table, "user_id", user_ids),
+              FeatureStore(data.items, "item_id", catalogue))
+    return train, catalogue, user_ids, user_table, stores
+
+
+def _time_epochs(dataset, epochs: int):
+    """Rows and batches per second over whole epochs, after a warm-up pass.
+
+    Returns ``(rows/epoch, (rows/s, batches/s) with a new iterator per epoch (what
+    ``model.fit(ds)`` does; best of ``epochs``), (rows/s, batches/s) over
+    ``ds.repeat(epochs)`` (one iterator: ``model.fit(ds.repeat(), steps_per_epoch=n)``))``.
+    """
+    for _ in dataset:
+        pass
+    best, rows, batches = float("inf"), 0, 0
+    for _ in range(epochs):
+        start, rows, batches = time.perf_counter(), 0, 0
+        for _, y in dataset:
+            rows += int(y.shape[0])
+            batches += 1
+        best = min(best, time.perf_counter() - start)
+    start = time.perf_counter()
+    for _ in dataset.repeat(epochs):
+        pass
+    repeated = time.perf_counter() - start
+    return rows, (rows / best, batches / best), (rows * epochs / repeated,
+                                                  batches * epochs / repeated)
+
+
+def train_step_rate(data, config: recipe.RecipeConfig, steps: int):
+    """Steps/s of the recipe's default model on cached default batches (input excluded)."""
+    from tfrecall._backend import keras
+
+    keras.utils.set_random_seed(config.seed)
+    train, catalogue, user_ids, user_table, (users, items) = _setup(data, config)
+    item_table = recipe._entity_table(data.items, catalogue, "item_id")
+    user_specs, item_specs = recipe.build_specs(data, config)
+    model = recipe.build_model(user_specs, item_specs, user_table, item_table, config)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                  loss=recipe.make_loss(config.loss))
+    ds = TrainingSamples(train, catalogue, users, items,
+                         SamplingConfig(seed=config.seed, drop_remainder=True),
+                         config.batch_size).dataset
+    batches = list(ds.repeat().take(steps))
+    # In memory, so the timed fit measures the model's step, not the input.
+    cached = tf.data.Dataset.from_tensor_slices(
+        tf.nest.map_structure(lambda *t: tf.stack(t), *batches)).cache()
+    model.fit(cached, epochs=1, verbose=0)  # trace + warm up
+    start = time.perf_counter()
+    model.fit(cached, epochs=1, verbose=0)
+    return len(batches) / (time.perf_counter() - start)
+
+
+def bench(name: str, data, ranker, args) -> None:
+    config = recipe.RecipeConfig()
+    train, catalogue, _, _, (users, items) = _setup(data, config)
+    print(f"\n### {name}: {train.num_interactions} training rows, "
+          f"{int(train.interactions['positive'].sum())} positives, {len(catalogue)} items\n")
+    print("| builder | build s | rows/epoch | samples/s (iterator per epoch) | batches/s | "
+          "samples/s (repeat) | batches/s |")
+    print("|---|---|---|---|---|---|---|")
+    default = None
+    for label, options in BUILDERS:
+        try:
+            start = time.perf_counter()
+            samples = TrainingSamples(train, catalogue, users, items, SamplingConfig(**options),
+                                      config.batch_size, ranker_lists=ranker)
+            built = time.perf_counter() - start
+        except ValueError as err:
+            print(f"| {label} | n/a: {str(err)[:70]} | | | | | |", flush=True)
+            continue
+        rows, fresh, repeated = _time_epochs(samples.dataset, args.epochs)
+        default = default or (fresh[1], repeated[1])
+        print(f"| {label} | {built:.2f} | {rows} | {fresh[0]:,.0f} | {fresh[1]:,.1f} | "
+              f"{repeated[0]:,.0f} | {repeated[1]:,.1f} |", flush=True)
+    steps = train_step_rate(data, config, args.steps)
+    print(f"\ndefault model training: {steps:.1f} steps/s ({steps * config.batch_size:,.0f} "
+          f"examples/s, batch {config.batch_size})")
+    for how, rate in (("iterator per epoch", default[0]), ("repeat", default[1])):
+        ratio = rate / steps
+        print(f"default input pipeline ({how}): {rate:.1f} batches/s = {ratio:.1f}x the "
+              f"training step rate ({'meets' if ratio >= 5 else 'BELOW'} the 5x bar)",
+              flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=3, help="timed passes per builder")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    args = parser.parse_args()
+    print("Input pipeline vs training step rate (2 shared CPU cores: noisy; best of "
+          f"{args.epochs} passes).")
+    cfg = recipe.RecipeConfig()
+    world = synthetic.generate(synthetic.SyntheticConfig(
+        num_users=cfg.synthetic_users, num_items=cfg.synthetic_items, seed=cfg.synthetic_seed))
+    bench("synthetic default (+ ranker top-500 lists)", world.data,
+          synthetic.ranker_lists(world, top_n=500), args)
+    if (ML_LATEST_SMALL / "ratings.csv").exists():
+        bench("ml-latest-small", read_movielens(ML_LATEST_SMALL), None, args)
+    else:
+        print(f"\nml-latest-small not found at {ML_LATEST_SMALL}: skipped")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

@@ -1,0 +1,181 @@
+"""Item frequencies for sampling-bias correction: exact counts and a streaming estimate.
+
+In-batch negatives are the other rows' positives, so an item is a candidate about as
+often as it is a positive: ``Q(item)`` is its frequency in the training stream, and the
+model subtracts ``log Q`` from its logits (Yi et al., RecSys 2019, eq. 3).
+
+- `positive_frequencies`: the exact share of each item among the training positives
+  (one pass over a log that fits in memory).
+- `StreamingFrequencyEstimator`: Yi et al.'s Algorithm 2 for streams too large to
+  count, or whose distribution drifts. Hashed arrays ``A`` (the step an item was last
+  seen) and ``B`` (the estimated gap between its occurrences, in steps) are updated
+  every batch::
+
+      B[h(y)] <- (1 - alpha) * B[h(y)] + alpha * (t - A[h(y)])
+      A[h(y)] <- t
+
+  and ``1 / B[h(y)]`` estimates how often ``y`` occurs per step. Two extensions:
+
+  * An item seen ``c`` times in one batch makes ``c`` updates whose gaps share the
+    ``t - A`` steps since it was last seen: ``B <- (1 - alpha)^c B + (1 - (1 -
+    alpha)^c) (t - A) / c`` (for ``c = 1`` exactly Algorithm 2). So ``1 / B``
+    estimates the EXPECTED COUNT per batch (``batch_size * q``), not the probability
+    of appearing at least once, which saturates at 1 for popular items.
+  * Several hash functions (Yi et al., sec. 4, "multiple hashings"): a collision
+    only makes an item look more frequent (its slot is hit by others too), so the
+    estimate takes the LARGEST gap over the hash arrays.
+
+The estimator is a `tf.Module` of `tf.Variable`s, usable eagerly, inside a
+`tf.function` (a model's ``train_step``) or inside a sequential ``tf.data`` map.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from tfrecall._backend import tf
+from tfrecall.data.schema import RecallData
+
+
+def positive_frequencies(train: RecallData, item_ids: Sequence[str]) -> np.ndarray:
+    """Share of the training positives held by each of ``item_ids``.
+
+    Args:
+      train: the training log; rows with ``positive`` count.
+      item_ids: ``(N,)`` ids to report (any order; ids never positive get 0).
+
+    Returns:
+      ``(N,)`` float64 ``count(item) / number of positives``.
+
+    Raises:
+      ValueError: ``train`` has no positive row.
+    """
+    inter = train.interactions
+    pos = np.asarray(inter["item_id"], dtype=object)[np.asarray(inter["positive"], bool)]
+    if len(pos) == 0:
+        raise ValueError(f"{train.name!r} has no positive interactions to count frequencies of")
+    ids, counts = np.unique(pos.astype(str), return_counts=True)
+    query = np.asarray(item_ids, dtype=object).astype(str)
+    at = np.minimum(np.searchsorted(ids, query), len(ids) - 1)
+    found = ids[at] == query
+    return np.where(found, counts[at], 0).astype(np.float64) / len(pos)
+
+
+class StreamingFrequencyEstimator(tf.Module):
+    """Per-item expected count per step, estimated online (Yi et al., RecSys 2019, Alg. 2).
+
+    Call `update` once per training batch with the batch's candidate ids; `log_q`
+    then gives ``log(expected count per batch)``, the in-batch sampling-bias
+    correction (the constant ``log batch_size`` between count and probability cancels
+    in a softmax).
+
+    Args:
+      num_buckets: size H of each hashed array (collisions grow as the number of
+        distinct items approaches H).
+      num_hashes: number of independent hash arrays (>= 1); the estimate takes the
+        largest gap over them.
+      alpha: learning rate of the moving average of gaps, in (0, 1]; smaller is
+        smoother and slower to follow drift (about ``1 / alpha`` occurrences).
+      initial_gap: ``B`` before an item is first seen (> 0): the estimate for unseen
+        items is ``1 / initial_gap`` occurrences per step.
+      name: module name.
+
+    Raises:
+      ValueError: a bad argument (named in the message).
+
+    Example:
+      >>> est = StreamingFrequencyEstimator(num_buckets=1 << 16)
+      >>> est.update(tf.constant(["a", "b", "a"]))  # step 1
+      >>> est.log_q(tf.constant(["a"]))  # log of about 2 occurrences per step
+    """
+
+    def __init__(
+        self,
+        num_buckets: int = 1 << 20,
+        num_hashes: int = 2,
+        alpha: float = 0.01,
+        initial_gap: float = 1000.0,
+        name: Optional[str] = None,
+    ):
+        super().__init__(name=name)
+        for arg, value in (("num_buckets", num_buckets), ("num_hashes", num_hashes)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{arg} must be an integer >= 1, got {value!r}")
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha!r}")
+        if not initial_gap > 0.0:
+            raise ValueError(f"initial_gap must be > 0, got {initial_gap!r}")
+        self.num_buckets = int(num_buckets)
+        self.num_hashes = int(num_hashes)
+        self.alpha = float(alpha)
+        self.initial_gap = float(initial_gap)
+        size = self.num_hashes * self.num_buckets
+        # One flat array per quantity; hash function h owns slots [h*H, (h+1)*H).
+        self.last_step = tf.Variable(tf.zeros([size], tf.int64), trainable=False,
+                                     name="last_step")
+        self.gap = tf.Variable(tf.fill([size], tf.constant(self.initial_gap, tf.float32)),
+                               trainable=False, name="gap")
+        self.step = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="step")
+
+    def _slots(self, ids: tf.Tensor) -> tf.Tensor:
+        """``(num_hashes, n)`` int64 slots of flat string ids (keyed SipHash per array)."""
+        if ids.dtype != tf.string:
+            ids = tf.strings.as_string(ids)
+        slots = [
+            tf.strings.to_hash_bucket_strong(ids, self.num_buckets, key=[h + 1, 0x9E3779B9])
+            + h * self.num_buckets
+            for h in range(self.num_hashes)
+        ]
+        return tf.stack(slots)
+
+    def update(self, ids) -> tf.Tensor:
+        """Advances one step with the ids seen in this batch (any shape, any repeats).
+
+        Args:
+          ids: tf.string (or integer) ids of any shape; ``""`` padding is ignored.
+
+        Returns:
+          The new step number (int64 scalar).
+        """
+        ids = tf.reshape(tf.convert_to_tensor(ids), [-1])
+        if ids.dtype == tf.string:
+            ids = tf.boolean_mask(ids, tf.not_equal(ids, ""))
+        t = self.step.assign_add(1)
+        unique, _, counts = tf.unique_with_counts(ids, out_idx=tf.int64)
+        slots = tf.reshape(self._slots(unique), [-1])
+        counts = tf.tile(counts, [self.num_hashes])
+        # Distinct ids sharing a slot (a collision) are one stream for that slot.
+        slot_ids, position = tf.unique(slots, out_idx=tf.int64)
+        slot_counts = tf.math.unsorted_segment_sum(counts, position, tf.size(slot_ids))
+        last = tf.gather(self.last_step, slot_ids)
+        gap = tf.gather(self.gap, slot_ids)
+        a = tf.constant(self.alpha, tf.float32)
+        c = tf.cast(slot_counts, tf.float32)
+        # c occurrences share the t - A steps since the slot was last seen: c moving-
+        # average updates with the gap (t - A) / c each (see module docstring).
+        decay = tf.pow(1.0 - a, c)
+        new_gap = decay * gap + (1.0 - decay) * tf.cast(t - last, tf.float32) / c
+        self.gap.scatter_update(tf.IndexedSlices(new_gap, slot_ids))
+        self.last_step.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(slot_ids), t), slot_ids))
+        return t
+
+    def expected_count(self, ids) -> tf.Tensor:
+        """Estimated occurrences per step (batch) of each id: ``1 / max_h B[h(id)]``.
+
+        Args:
+          ids: tf.string (or integer) ids of any shape S.
+
+        Returns:
+          float32 tensor of shape S.
+        """
+        ids = tf.convert_to_tensor(ids)
+        flat = tf.reshape(ids, [-1])
+        gaps = tf.gather(self.gap, self._slots(flat))  # (num_hashes, n)
+        gap = tf.maximum(tf.reduce_max(gaps, axis=0), 1e-6)
+        return tf.reshape(1.0 / gap, tf.shape(ids))
+
+    def log_q(self, ids) -> tf.Tensor:
+        """``log expected_count(ids)``, the in-batch log Q of each id (shape of ``ids``)."""
+        return tf.math.log(self.expected_count(ids))

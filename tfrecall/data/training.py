@@ -1,0 +1,805 @@
+"""One entry point from a training log to ``model.fit`` batches: `make_training_dataset`.
+
+A `SamplingConfig` names the view and the negative sources; `TrainingSamples` turns
+the log into a ``tf.data.Dataset`` whose every iteration is one epoch with a new
+order and FRESH negatives (stateless random ops seeded by ``(seed, epoch, batch)``:
+the same seed gives the same epochs), plus counts of every fallback (`describe`).
+
+Views (the batch layouts of `tfrecall.data.samples`; y ``(B, L)``, -1 = padding):
+
+- ``in_batch``: one row per positive. items ``(B, 1 + H)``: the positive, then H
+  per-row hard negatives when "hard" is a source. With "uniform"/"popularity" the
+  batch also carries S = ``num_negatives`` negatives SHARED by all rows:
+  ``x["negatives"]`` ``{name: (S,)}`` and ``x["negatives_log_q"]`` ``(S,)`` (mixed
+  negative sampling, Yang et al., WWW 2020; the model needs
+  `tfrecall.models.mixed.mixed_logits_and_labels` to use them).
+- ``pointwise``: each positive and ``num_negatives`` negatives as separate rows, L = 1.
+- ``pairwise``: ``(positive, negative)``, L = 2, by ``pairwise_mode``: ``random``
+  (negative from the sources), ``not_exposed`` (an item the ranker listed for the
+  request but did not show; the sources are the fallback), ``head_tail`` (a head vs a
+  tail item of a request's ranked list), ``segments`` (items of two different score
+  segments; the better-ranked one is the positive).
+- ``listwise``: ``sampled`` (the positive then L - 1 negatives) or ``graded`` (the
+  logged graded labels of each request, see `samples.graded_lists`).
+- ``distill``: per request, the ranker's top ``distill_top_n`` split into L segments,
+  one item sampled per segment; labels are the ranker scores shifted so the list's
+  lowest is 0 (KLLoss/ListNetLoss take a softmax of them, which the shift leaves
+  unchanged, and label < 0 stays padding).
+
+log Q (``x["log_q"]``, ``(B, L)``, when ``log_q=True`` and the view samples) is the log
+of the EXPECTED NUMBER of copies of the item among the candidates its row is scored
+against: ``k * Q(item)`` for k per-row draws from ``Q``, ``B * q(item)`` for the
+in-batch candidates (q = its share of the training positives, exact or streaming),
+and for a mix the sum over sources (the balance heuristic of multiple importance
+sampling, Veach & Guibas 1995): ``B q(j) + S Q_easy(j) [+ H / |pool|]``. A constant
+factor cancels in a softmax, so with in-batch negatives alone this is the usual
+``log q`` correction (Yi et al., RecSys 2019, eq. 3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from tfrecall._backend import tf
+from tfrecall.data import negatives as neg
+from tfrecall.data.frequency import StreamingFrequencyEstimator, positive_frequencies
+from tfrecall.data.samples import FeatureStore, RankerLists, graded_lists, ranked_requests
+from tfrecall.data.schema import RecallData
+
+_LOG = logging.getLogger(__name__)
+
+VIEWS = ("in_batch", "pointwise", "pairwise", "listwise", "distill")
+SOURCES = ("in_batch", "uniform", "popularity", "hard")
+EASY_SOURCES = ("uniform", "popularity")
+PAIRWISE_MODES = ("random", "not_exposed", "head_tail", "segments")
+LIST_MODES = ("sampled", "graded")
+FREQUENCIES = ("exact", "streaming")
+
+FLAG_HELP = {
+    "view": "Training view: in_batch (positives scored against the batch), pointwise "
+            "(positive + sampled negatives as rows), pairwise (positive, negative), listwise "
+            "(positive + list_size-1 negatives, or graded request lists), distill (ranker "
+            "top-N split into list_size segments, one item each, ranker scores as labels).",
+    "negatives": "Comma-separated negative sources: in_batch, uniform, popularity, hard. "
+                 "in_batch view: in_batch plus optional shared uniform/popularity negatives "
+                 "(mixed negative sampling) and per-row hard ones; other views: uniform, "
+                 "popularity, hard. Default: in_batch for the in_batch view, else uniform.",
+    "num_negatives": "Negatives per positive (pointwise, pairwise random: 1); in the "
+                     "in_batch view, uniform/popularity negatives shared by the batch.",
+    "list_size": "Items per list (listwise, distill).",
+    "list_mode": "Listwise lists: sampled (positive + negatives) or graded (logged labels "
+                 "of each request, padded with -1).",
+    "pairwise_mode": "Pairwise triplets: random (negative from --negatives), not_exposed "
+                     "(ranked but not shown), head_tail, segments (two ranker segments).",
+    "hard_negative_window": "Ranker ranks lo,hi (0-based, best first) that hard negatives "
+                            "come from, e.g. 100,500.",
+    "easy_hard_ratio": "Easy:hard negatives, e.g. 100 for 100:1 (Facebook EBR); 0 makes "
+                       "every sampled negative hard.",
+    "popularity_alpha": "Popularity negatives are drawn with weight count^alpha.",
+    "distill_top_n": "Distillation: the ranker's top N of each request are segmented.",
+    "frequency": "In-batch log Q: exact (counts of the training positives) or streaming "
+                 "(Yi et al. 2019 hashed estimator, updated per batch).",
+}
+"""Help strings for pipeline flags, one per `SamplingConfig` field a flag sets."""
+
+
+def parse_negatives(text: str) -> Tuple[str, ...]:
+    """``"in_batch,uniform"`` -> ``("in_batch", "uniform")`` (spaces and empties dropped)."""
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+def parse_window(text: str) -> Tuple[int, int]:
+    """``"100,500"`` -> ``(100, 500)``; raises ValueError naming the flag otherwise."""
+    parts = parse_negatives(text)
+    try:
+        lo, hi = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"hard_negative_window must be 'lo,hi' integers, got {text!r}") from None
+    return lo, hi
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"SamplingConfig.{name} must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How training samples and their negatives are drawn (see the module docstring).
+
+    Args:
+      view: one of `VIEWS`.
+      negatives: tuple of `SOURCES` (or a comma-separated string); None: the view's
+        default (``("in_batch",)`` for in_batch, ``("uniform",)`` where the view
+        samples, ``()`` for views that take lists as logged or ranked).
+      num_negatives: negatives per positive; shared negatives per batch (in_batch).
+      list_size: L of listwise and distill lists.
+      list_mode: listwise lists, "sampled" or "graded".
+      pairwise_mode: one of `PAIRWISE_MODES`.
+      pairwise_segments: score segments of a request's ranked list (pairwise
+        head_tail/segments; head_tail takes the first and last).
+      popularity_alpha: exponent of the popularity sampler (count^alpha).
+      hard_negative_window: ``(lo, hi)`` ranker ranks of hard negatives.
+      easy_hard_ratio: easy:hard negatives (100 = 100:1); 0 = all hard.
+      distill_top_n: ranked items per request that distillation segments.
+      log_q: emit ``log_q`` for views that sample.
+      frequency: in-batch log Q from "exact" counts or the "streaming" estimator.
+      seed: seed of order and negatives.
+      shuffle: shuffle rows each epoch.
+      drop_remainder: drop each epoch's last, smaller batch (static batch shapes).
+
+    Raises:
+      ValueError: an unknown name, a bad number, or a contradiction (e.g. in_batch
+        negatives outside the in_batch view), naming the field and value.
+    """
+
+    view: str = "in_batch"
+    negatives: Optional[Tuple[str, ...]] = None
+    num_negatives: int = 3
+    list_size: int = 8
+    list_mode: str = "sampled"
+    pairwise_mode: str = "random"
+    pairwise_segments: int = 5
+    popularity_alpha: float = 0.75
+    hard_negative_window: Tuple[int, int] = (100, 500)
+    easy_hard_ratio: float = 100.0
+    distill_top_n: int = 400
+    log_q: bool = True
+    frequency: str = "exact"
+    seed: int = 0
+    shuffle: bool = True
+    drop_remainder: bool = False
+
+    def __post_init__(self):
+        setattr_ = object.__setattr__
+        for name, allowed in (("view", VIEWS), ("list_mode", LIST_MODES),
+                              ("pairwise_mode", PAIRWISE_MODES), ("frequency", FREQUENCIES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"SamplingConfig.{name} must be one of {allowed}, "
+                                 f"got {getattr(self, name)!r}")
+        for name, minimum in (("num_negatives", 1), ("pairwise_segments", 2),
+                              ("distill_top_n", 1), ("seed", 0)):
+            _check_int(name, getattr(self, name), minimum)
+        graded = self.view == "listwise" and self.list_mode == "graded"
+        _check_int("list_size", self.list_size, 1 if graded else 2)
+        if isinstance(self.hard_negative_window, str):
+            setattr_(self, "hard_negative_window", parse_window(self.hard_negative_window))
+        setattr_(self, "hard_negative_window",
+                 neg.check_window(self.hard_negative_window))
+        if not self.easy_hard_ratio >= 0:
+            raise ValueError(f"SamplingConfig.easy_hard_ratio must be >= 0, "
+                             f"got {self.easy_hard_ratio!r}")
+        if not self.popularity_alpha >= 0:
+            raise ValueError(f"SamplingConfig.popularity_alpha must be >= 0, "
+                             f"got {self.popularity_alpha!r}")
+        setattr_(self, "negatives", self._resolve_negatives())
+
+    @property
+    def samples_negatives(self) -> bool:
+        """Whether the view draws negatives (else its lists come as logged or ranked)."""
+        if self.view == "pairwise":
+            return self.pairwise_mode in ("random", "not_exposed")
+        if self.view == "listwise":
+            return self.list_mode == "sampled"
+        return self.view in ("in_batch", "pointwise")
+
+    @property
+    def hard_fraction(self) -> float:
+        """Share of per-row negatives that are hard: ``1 / (1 + easy_hard_ratio)``."""
+        return 1.0 / (1.0 + float(self.easy_hard_ratio))
+
+    def _resolve_negatives(self) -> Tuple[str, ...]:
+        what = f"view={self.view!r}"
+        if self.view == "pairwise":
+            what += f", pairwise_mode={self.pairwise_mode!r}"
+        if self.view == "listwise":
+            what += f", list_mode={self.list_mode!r}"
+        given = self.negatives
+        if isinstance(given, str):
+            given = parse_negatives(given)
+        if not self.samples_negatives:
+            if given:
+                raise ValueError(f"SamplingConfig({what}) takes its lists from the log or the "
+                                 f"ranker and samples no negatives; leave negatives unset, "
+                                 f"got {tuple(given)!r}")
+            return ()
+        if given is None:
+            return ("in_batch",) if self.view == "in_batch" else ("uniform",)
+        given = tuple(given)
+        unknown = [s for s in given if s not in SOURCES]
+        if unknown or not given or len(set(given)) != len(given):
+            raise ValueError(f"SamplingConfig.negatives must be distinct names from {SOURCES}, "
+                             f"got {given!r}")
+        if self.view == "in_batch" and "in_batch" not in given:
+            raise ValueError(f"SamplingConfig(view='in_batch') needs 'in_batch' among the "
+                             f"negatives, got {given!r}; for sampled negatives alone use the "
+                             "listwise view")
+        if self.view != "in_batch" and "in_batch" in given:
+            raise ValueError(f"'in_batch' negatives need view='in_batch', got {what}")
+        if self.view == "pairwise" and self.pairwise_mode == "not_exposed" and "hard" in given:
+            raise ValueError("pairwise_mode='not_exposed' draws its negative from the ranked-"
+                             "but-not-exposed items; negatives name only the fallback "
+                             f"(uniform/popularity), got {given!r}")
+        return given
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["negatives"] = list(self.negatives)
+        d["hard_negative_window"] = list(self.hard_negative_window)
+        return d
+
+
+@dataclasses.dataclass
+class SamplingInfo:
+    """What one epoch holds and every fallback taken, for logs and run summaries.
+
+    Attributes:
+      view: the config's view.
+      negatives: the resolved sources.
+      rows_per_epoch: examples (lists) per epoch.
+      batches_per_epoch: batches per epoch.
+      counts: named counts (positives, users, each fallback; see `describe`).
+      notes: sentences about choices a reader should know.
+    """
+
+    view: str
+    negatives: Tuple[str, ...]
+    rows_per_epoch: int
+    batches_per_epoch: int
+    counts: Dict[str, int] = dataclasses.field(default_factory=dict)
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    def describe(self) -> str:
+        lines = [f"samples: view={self.view} negatives={','.join(self.negatives) or '-'} "
+                 f"rows/epoch={self.rows_per_epoch} batches/epoch={self.batches_per_epoch}"]
+        lines += [f"  {name}: {value}" for name, value in self.counts.items()]
+        lines += [f"  note: {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+_Batch = Tuple[dict, tf.Tensor]
+
+
+class TrainingSamples:
+    """The training dataset of one `SamplingConfig`, with its `SamplingInfo`.
+
+    Args:
+      train: the training log.
+      catalogue: ``(N,)`` str ids negatives are drawn from (distinct; order kept).
+      user_store: user features (`FeatureStore` keyed by ``user_id``).
+      item_store: item features (keyed by ``item_id``).
+      config: the `SamplingConfig`.
+      batch_size: rows (lists) per batch.
+      ranker_lists: optional `RankerLists` (hard ranker windows, not_exposed pairs,
+        head_tail/segments pairs, distill); without them ranker views use the log's
+        ``ranker_score`` and hard negatives use exposures (counted fallbacks).
+      hard_negatives: optional `negatives.NegativePool` overriding the hard source
+        (e.g. `negatives.mine_hard_negatives` from the current model).
+
+    Attributes:
+      dataset: ``tf.data.Dataset`` of ``(x, y)``; each iteration is one epoch.
+      info: `SamplingInfo`.
+      frequency_estimator: the `StreamingFrequencyEstimator` (frequency="streaming").
+
+    Raises:
+      ValueError: an empty log or catalogue, no positives where the view needs them,
+        a catalogue smaller than the negatives requested, or missing columns.
+    """
+
+    def __init__(
+        self,
+        train: RecallData,
+        catalogue: np.ndarray,
+        user_store: FeatureStore,
+        item_store: FeatureStore,
+        config: SamplingConfig,
+        batch_size: int,
+        *,
+        ranker_lists: Optional[RankerLists] = None,
+        hard_negatives: Optional[neg.NegativePool] = None,
+    ):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
+                batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if train.num_interactions == 0:
+            raise ValueError(f"{train.name!r} has no interactions: nothing to train on")
+        cat = np.asarray(list(dict.fromkeys(np.asarray(catalogue, dtype=object).reshape(-1)
+                                            .tolist())), dtype=object)
+        if len(cat) == 0:
+            raise ValueError("catalogue is empty: no item to train or sample negatives from")
+        self.config = config
+        self.batch_size = int(batch_size)
+        self.train, self.catalogue = train, cat
+        self.user_store, self.item_store = user_store, item_store
+        self.ranker_lists, self.hard_pool = ranker_lists, hard_negatives
+        self.frequency_estimator = None
+        # Catalogue index -> id and feature row; index N (for -1) is the padding id "".
+        self._cat = _Side(item_store, np.append(cat, ""))
+        self._counts: Dict[str, int] = {}
+        self._notes: List[str] = []
+        build = {"in_batch": self._in_batch, "pointwise": self._pointwise,
+                 "pairwise": self._pairwise, "listwise": self._listwise,
+                 "distill": self._distill}[config.view]
+        num_rows, make_batch, post = build()
+        self.dataset = _epochs(num_rows, self.batch_size, config, make_batch, post)
+        batches = num_rows // self.batch_size if config.drop_remainder else \
+            -(-num_rows // self.batch_size)
+        self.info = SamplingInfo(config.view, config.negatives, num_rows, batches,
+                                 self._counts, self._notes)
+
+    def describe(self) -> str:
+        return self.info.describe()
+
+    # ------------------------------------------------------------------ pieces
+    def _cat_ids_rows(self, idx: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Catalogue indices -> (str ids, item-store rows); -1 -> ("", the missing row)."""
+        return self._cat.ids_rows(tf.where(idx >= 0, idx, len(self.catalogue)))
+
+    def _positives(self):
+        """Positive rows: user ids, item ids, catalogue indices, user codes, request ids."""
+        inter = self.train.interactions
+        mask = np.asarray(inter["positive"], bool)
+        if not mask.any():
+            raise ValueError(f"{self.train.name!r} has no positive interactions (of "
+                             f"{self.train.num_interactions} rows) to build samples from")
+        users = np.asarray(inter["user_id"], dtype=object)
+        items = np.asarray(inter["item_id"], dtype=object)[mask]
+        idx = neg.catalogue_index(self.catalogue, items)
+        vocab, code = np.unique(users[mask].astype(str), return_inverse=True)
+        self._counts["positives"] = int(mask.sum())
+        self._counts["users_with_positives"] = len(vocab)
+        self._counts["users_without_positives"] = int(
+            len(np.unique(users.astype(str))) - len(vocab))
+        self._counts["positives_off_catalogue"] = int(np.sum(idx < 0))
+        requests = (np.asarray(inter["request_id"], dtype=object)[mask]
+                    if "request_id" in inter else None)
+        code = code.reshape(-1).astype(np.int64)
+        per_user = np.bincount(code[idx >= 0], minlength=len(vocab))
+        if np.any(per_user >= len(self.catalogue)):
+            # Each such user's per-row negatives can only be masked (label -1).
+            full = np.unique(np.stack([code, idx], 1)[idx >= 0], axis=0)
+            covering = np.bincount(full[:, 0], minlength=len(vocab)) >= len(self.catalogue)
+            self._counts["users_covering_catalogue"] = int(covering.sum())
+        return users[mask], items, idx, code, requests
+
+    def _easy(self) -> neg.CategoricalSampler:
+        """The easy mixture of the configured sources (uniform when none: the fallback)."""
+        samplers = []
+        for source in self.config.negatives:
+            if source == "uniform":
+                samplers.append(neg.CategoricalSampler.uniform(len(self.catalogue)))
+            elif source == "popularity":
+                counts = neg.positive_counts(self.train, self.catalogue)
+                samplers.append(neg.CategoricalSampler.popularity(counts,
+                                                                  self.config.popularity_alpha))
+        if not samplers:
+            samplers = [neg.CategoricalSampler.uniform(len(self.catalogue))]
+        return neg.CategoricalSampler.mixture(samplers)
+
+    def _check_catalogue(self, wanted: int, what: str) -> None:
+        if len(self.catalogue) < wanted:
+            raise ValueError(f"catalogue has {len(self.catalogue)} distinct items, fewer than "
+                             f"the {wanted} {what} requested")
+
+    def _hard(self, users, requests, pool: Optional[neg.NegativePool] = None):
+        """Pool sampler and per-row group for hard negatives, with fallback counts."""
+        candidates = []  # (pool, row keys, count name), tried in order
+        pool = pool if pool is not None else self.hard_pool
+        if pool is not None:
+            candidates.append((pool, users if pool.key_kind == "user" else requests,
+                               f"rows_with_pool: {pool.source}"))
+        else:
+            if self.ranker_lists is not None and requests is not None:
+                candidates.append((neg.ranker_window_pool(
+                    self.ranker_lists, self.catalogue, self.config.hard_negative_window),
+                    requests, "hard_rows_from_ranker_window"))
+            if requests is not None:
+                candidates.append((neg.exposure_pool(self.train, self.catalogue, "request"),
+                                   requests, "hard_rows_from_request_exposures"))
+            candidates.append((neg.exposure_pool(self.train, self.catalogue, "user"), users,
+                               "hard_rows_from_user_exposures"))
+        group = np.full(len(users), -1, np.int64)
+        offsets, items, base_group, base_item = [], [], 0, 0
+        for cand, keys, name in candidates:
+            if keys is None and len(cand.keys):
+                raise ValueError(f"hard negatives keyed by {cand.key_kind} need a "
+                                 f"'{cand.key_kind}_id' column in {self.train.name!r}")
+            g = cand.group_of(keys) if keys is not None else np.full(len(users), -1)
+            take = (group < 0) & (g >= 0)
+            group[take] = g[take] + base_group
+            self._counts[name] = int(take.sum())
+            offsets.append(cand.offsets[:-1] + base_item)
+            items.append(cand.items)
+            base_group += len(cand.keys)
+            base_item += len(cand.items)
+        self._counts["hard_rows_fallback_easy"] = int(np.sum(group < 0))
+        merged = neg.NegativePool(np.arange(base_group).astype(object), "request",
+                                  np.concatenate(offsets + [[base_item]]).astype(np.int64),
+                                  np.concatenate(items).astype(np.int64), "hard")
+        return neg.PoolSampler(merged), group
+
+    def _row_mix(self, users, idx, code, requests, hard: bool,
+                 pool: Optional[neg.NegativePool] = None, hard_fraction=None):
+        """`NegativeMix` for per-row negatives and each row's pool group."""
+        positives = neg.PositiveSet(code, idx, len(self.catalogue))
+        if hard:
+            sampler, group = self._hard(users, requests, pool)
+            fraction = self.config.hard_fraction if hard_fraction is None else hard_fraction
+            if not any(s in EASY_SOURCES for s in self.config.negatives):
+                fraction = 1.0  # "hard" alone: every slot hard where the row has a pool
+        else:
+            sampler, group, fraction = None, np.full(len(users), -1, np.int64), 0.0
+        mix = neg.NegativeMix(self._easy(), sampler, fraction, positives)
+        return mix, tf.constant(group, tf.int64)
+
+    # ------------------------------------------------------------------- views
+    def _in_batch(self):
+        cfg = self.config
+        users, items, idx, code, requests = self._positives()
+        hard = "hard" in cfg.negatives
+        shared = [s for s in cfg.negatives if s in EASY_SOURCES]
+        num_shared = cfg.num_negatives if shared else 0
+        if shared:
+            self._check_catalogue(num_shared, "shared negatives per batch (num_negatives)")
+        # EBR's easy:hard ratio: the easy negatives of a row are the B - 1 other
+        # positives plus the S shared ones.
+        num_hard = max(1, int(round((self.batch_size - 1 + num_shared) / max(
+            cfg.easy_hard_ratio, 1e-9)))) if hard else 0
+        if hard:
+            num_hard = min(num_hard, 4 * self.batch_size)
+            self._counts["hard_negatives_per_row"] = num_hard
+            mix, group = self._row_mix(users, idx, code, requests, True, hard_fraction=1.0)
+        easy = self._easy()
+        user_side, pos_side = _Side(self.user_store, users), _Side(self.item_store, items)
+        idx_t, code_t = tf.constant(idx), tf.constant(code)
+        streaming = cfg.log_q and cfg.frequency == "streaming"
+        freq_row = tf.constant(positive_frequencies(self.train, items), tf.float64)
+        freq_cat = tf.constant(positive_frequencies(self.train, self.catalogue), tf.float64)
+        if cfg.log_q:
+            self._notes.append(
+                f"log_q = log(B q(item){' + S Q_easy(item)' if shared else ''}"
+                f"{' [+ H/|pool| on hard columns]' if hard else ''}), q from "
+                f"{cfg.frequency} positive frequencies")
+        if shared or hard:
+            self._notes.append("mixed negatives: the model must use "
+                               "tfrecall.models.mixed.mixed_logits_and_labels")
+
+        def make_batch(rows, seed) -> _Batch:
+            s = neg.split_seed(seed, 2)
+            b = tf.cast(tf.shape(rows)[0], tf.float64)
+            pos_idx = tf.gather(idx_t, rows)
+            pos_ids, pos_rows = pos_side.ids_rows(rows)
+            cols, feature_rows = [pos_ids[:, None]], [pos_rows[:, None]]
+            labels = [tf.ones_like(pos_rows[:, None], tf.float32)]
+            static = [float(num_shared) * easy.prob(pos_idx)[:, None]]
+            in_batch = [b * tf.gather(freq_row, rows)[:, None]]
+            if hard:
+                draw = mix.sample(num_hard, tf.gather(code_t, rows), tf.gather(group, rows),
+                                  s[0])
+                hard_ids, hard_rows = self._cat_ids_rows(draw.items)
+                cols.append(hard_ids)
+                feature_rows.append(hard_rows)
+                labels.append(tf.where(draw.valid, 0.0, -1.0))
+                static.append(float(num_shared) * easy.prob(draw.items) + draw.expected_count)
+                in_batch.append(b * tf.gather(freq_cat, tf.maximum(draw.items, 0)))
+            x = {"user": user_side.features(rows),
+                 "items": self.item_store.lookup_rows(tf.concat(feature_rows, 1),
+                                                      tf.concat(cols, 1))}
+            static, in_batch = tf.concat(static, 1), tf.concat(in_batch, 1)
+            if shared:
+                drawn = easy.sample([num_shared], s[1])
+                shared_ids, shared_rows = self._cat_ids_rows(drawn)
+                x["negatives"] = self.item_store.lookup_rows(shared_rows, shared_ids)
+                neg_static = float(num_shared) * easy.prob(drawn)
+                neg_in_batch = b * tf.gather(freq_cat, drawn)
+            if cfg.log_q:
+                # Streaming: the in-batch term is added by the sequential `post` map.
+                x["log_q"] = static if streaming else _log(static + in_batch)
+                if shared:
+                    x["negatives_log_q"] = neg_static if streaming else _log(
+                        neg_static + neg_in_batch)
+            return x, tf.concat(labels, 1)
+
+        post = None
+        if streaming:
+            est = self.frequency_estimator = StreamingFrequencyEstimator()
+
+            def post(x, y):
+                ids = x["items"]["item_id"]
+                est.update(ids[:, 0])
+                x = dict(x)
+                x["log_q"] = _log(x["log_q"] + tf.cast(est.expected_count(ids), tf.float64))
+                if "negatives" in x:
+                    counts = est.expected_count(x["negatives"]["item_id"])
+                    x["negatives_log_q"] = _log(x["negatives_log_q"] + tf.cast(counts,
+                                                                                 tf.float64))
+                return x, y
+
+        return len(users), make_batch, post
+
+    def _pointwise(self):
+        cfg = self.config
+        k = cfg.num_negatives
+        self._check_catalogue(k, "negatives per positive (num_negatives)")
+        users, items, idx, code, requests = self._positives()
+        mix, group = self._row_mix(users, idx, code, requests, "hard" in cfg.negatives)
+        user_side, pos_side = _Side(self.user_store, users), _Side(self.item_store, items)
+        idx_t, code_t = tf.constant(idx), tf.constant(code)
+
+        def make_batch(rows, seed) -> _Batch:
+            pos, slot = rows // (k + 1), rows % (k + 1)
+            groups = tf.gather(group, pos)
+            draw = mix.sample(1, tf.gather(code_t, pos), groups, seed)
+            is_pos = (slot == 0)[:, None]
+            pos_ids, pos_rows = pos_side.ids_rows(pos)
+            neg_ids, neg_rows = self._cat_ids_rows(draw.items)
+            labels = tf.where(is_pos, 1.0, tf.where(draw.valid, 0.0, -1.0))
+            x = {"user": user_side.features(pos),
+                 "items": self.item_store.lookup_rows(
+                     tf.where(is_pos, pos_rows[:, None], neg_rows),
+                     tf.where(is_pos, pos_ids[:, None], neg_ids))}
+            if cfg.log_q:
+                pos_count = mix.expected_count(tf.gather(idx_t, pos)[:, None], groups, k)
+                x["log_q"] = _log(tf.where(is_pos, pos_count, float(k) * draw.expected_count))
+            return x, labels
+
+        return len(users) * (k + 1), make_batch, None
+
+    def _sampled_lists(self, num: int, pool=None):
+        """Rows = positives; items ``(B, 1 + num)``: the positive then ``num`` negatives."""
+        cfg = self.config
+        self._check_catalogue(num, "negatives per positive")
+        users, items, idx, code, requests = self._positives()
+        hard = "hard" in cfg.negatives or pool is not None
+        mix, group = self._row_mix(users, idx, code, requests, hard, pool,
+                                   hard_fraction=1.0 if pool is not None else None)
+        user_side, pos_side = _Side(self.user_store, users), _Side(self.item_store, items)
+        idx_t, code_t = tf.constant(idx), tf.constant(code)
+
+        def make_batch(rows, seed) -> _Batch:
+            groups = tf.gather(group, rows)
+            draw = mix.sample(num, tf.gather(code_t, rows), groups, seed)
+            pos_ids, pos_rows = pos_side.ids_rows(rows)
+            neg_ids, neg_rows = self._cat_ids_rows(draw.items)
+            labels = tf.concat([tf.ones_like(pos_rows[:, None], tf.float32),
+                                tf.where(draw.valid, 0.0, -1.0)], 1)
+            x = {"user": user_side.features(rows),
+                 "items": self.item_store.lookup_rows(tf.concat([pos_rows[:, None], neg_rows], 1),
+                                                      tf.concat([pos_ids[:, None], neg_ids], 1))}
+            if cfg.log_q:
+                pos_count = mix.expected_count(tf.gather(idx_t, rows)[:, None], groups, num)
+                x["log_q"] = _log(tf.concat([pos_count, draw.expected_count], 1))
+            return x, labels
+
+        return len(users), make_batch, None
+
+    def _pairwise(self):
+        mode = self.config.pairwise_mode
+        if mode == "random":
+            return self._sampled_lists(1)
+        if mode == "not_exposed":
+            return self._sampled_lists(1, pool=self._not_exposed_pool())
+        return self._ranker_pairs(head_tail=mode == "head_tail")
+
+    def _not_exposed_pool(self) -> Optional[neg.NegativePool]:
+        """Per request: the ranker's listed items that the log does not show."""
+        if self.ranker_lists is None or "request_id" not in self.train.interactions:
+            self._notes.append("not_exposed pairs without ranker lists: every negative is "
+                               "drawn from the fallback sources")
+            return neg.NegativePool(np.zeros(0, object), "request", np.zeros(1, np.int64),
+                                    np.zeros(0, np.int64), "none")
+        rl = self.ranker_lists
+        inter = self.train.interactions
+        to_cat = neg.catalogue_index(self.catalogue, rl.item_vocab)
+        listed = np.where(rl.items >= 0, to_cat[np.maximum(rl.items, 0)], -1)
+        req_code = neg.catalogue_index(rl.request_ids, inter["request_id"])
+        shown = neg.catalogue_index(self.catalogue, inter["item_id"])
+        n = len(self.catalogue)
+        ok = (req_code >= 0) & (shown >= 0)
+        shown_keys = np.unique(req_code[ok] * n + shown[ok])
+        rows = np.arange(len(listed), dtype=np.int64)[:, None]
+        keep = (listed >= 0) & ~np.isin(rows * n + listed, shown_keys)
+        # Request ids are unique and lists have no repeats: the CSR is the mask.
+        offsets = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int64)
+        return neg.NegativePool(np.asarray(rl.request_ids, object), "request", offsets,
+                                listed[keep].astype(np.int64), "ranked, not shown")
+
+    def _ranked(self, top_n=None):
+        ranked = ranked_requests(self.train, self.catalogue, self.ranker_lists, top_n)
+        self._counts["requests_from_ranker_lists"] = ranked.num_from_ranker
+        self._counts["requests_from_logged_scores"] = ranked.num_from_log
+        self._counts["requests_without_ranking"] = ranked.num_skipped
+        if ranked.num_items_off_catalogue:
+            self._counts["ranked_items_off_catalogue"] = ranked.num_items_off_catalogue
+        return (ranked, _Side(self.user_store, ranked.user_ids), tf.constant(ranked.offsets),
+                tf.constant(ranked.items), tf.constant(ranked.scores))
+
+    def _ranker_pairs(self, head_tail: bool):
+        """One (better, worse) pair of a request's ranked list per request and epoch."""
+        m_max = self.config.pairwise_segments
+        ranked, user_side, offsets_t, items_t, _ = self._ranked()
+
+        def make_batch(rows, seed) -> _Batch:
+            u = tf.random.stateless_uniform([tf.shape(rows)[0], 4], seed, dtype=tf.float64)
+            start = tf.gather(offsets_t, rows)
+            n = tf.gather(offsets_t, rows + 1) - start
+            m = tf.minimum(n, m_max)
+            if head_tail:
+                a, b = tf.zeros_like(m), m - 1
+            else:  # two distinct segments, uniformly
+                a = tf.cast(u[:, 0] * tf.cast(m, tf.float64), tf.int64)
+                b = tf.cast(u[:, 1] * tf.cast(m - 1, tf.float64), tf.int64)
+                b = b + tf.cast(b >= a, tf.int64)
+                a, b = tf.minimum(a, b), tf.maximum(a, b)
+            ranks = tf.stack([_in_segment(a, m, n, u[:, 2]), _in_segment(b, m, n, u[:, 3])], 1)
+            ids, feature_rows = self._cat_ids_rows(tf.gather(items_t, start[:, None] + ranks))
+            x = {"user": user_side.features(rows),
+                 "items": self.item_store.lookup_rows(feature_rows, ids)}
+            return x, tf.tile(tf.constant([[1.0, 0.0]]), [tf.shape(rows)[0], 1])
+
+        self._notes.append("ranker pairs carry no log_q (their Q is not a catalogue "
+                           "distribution)")
+        return len(ranked.request_ids), make_batch, None
+
+    def _listwise(self):
+        if self.config.list_mode == "sampled":
+            return self._sampled_lists(self.config.list_size - 1)
+        lists = graded_lists(self.train, self.config.list_size)
+        self._counts["requests_without_positive_dropped"] = lists.num_dropped_requests
+        self._counts["requests_truncated"] = lists.num_truncated_requests
+        user_side = _Side(self.user_store, lists.user_ids)
+        item_side = _Side(self.item_store, lists.item_ids)
+        labels_t = tf.constant(lists.labels)
+
+        def make_batch(rows, seed) -> _Batch:
+            x = {"user": user_side.features(rows), "items": item_side.features(rows)}
+            return x, tf.gather(labels_t, rows)
+
+        return len(lists.user_ids), make_batch, None
+
+    def _distill(self):
+        L = self.config.list_size  # noqa: N806 (the paper's L)
+        ranked, user_side, offsets_t, items_t, scores_t = self._ranked(self.config.distill_top_n)
+        short = int(np.sum(ranked.lengths < L))
+        if short:
+            self._counts["distill_lists_shorter_than_list_size"] = short
+        self._notes.append("distill labels = ranker score - the list's lowest (softmax-"
+                           "invariant); no log_q")
+        seg = tf.range(L, dtype=tf.int64)[None, :]
+
+        def make_batch(rows, seed) -> _Batch:
+            start = tf.gather(offsets_t, rows)[:, None]
+            n = tf.gather(offsets_t, rows + 1)[:, None] - start
+            lo, hi = seg * n // L, (seg + 1) * n // L  # segment s: ranks [s n / L, (s+1) n / L)
+            u = tf.random.stateless_uniform(tf.shape(lo), seed, dtype=tf.float64)
+            rank = lo + tf.minimum(tf.cast(u * tf.cast(hi - lo, tf.float64), tf.int64),
+                                   tf.maximum(hi - lo - 1, 0))
+            valid = hi > lo
+            at = tf.where(valid, start + rank, 0)
+            ids, feature_rows = self._cat_ids_rows(tf.where(valid, tf.gather(items_t, at), -1))
+            score = tf.gather(scores_t, at)
+            lowest = tf.reduce_min(tf.where(valid, score, np.inf), axis=1, keepdims=True)
+            labels = tf.where(valid, score - lowest, -1.0)
+            x = {"user": user_side.features(rows),
+                 "items": self.item_store.lookup_rows(feature_rows, ids)}
+            return x, labels
+
+        return len(ranked.request_ids), make_batch, None
+
+
+class _Side:
+    """Ids of one side as a constant plus their `FeatureStore` rows, gathered by index.
+
+    The rows are computed once in numpy, so the pipeline gathers features without
+    hashing a string per example.
+    """
+
+    def __init__(self, store: FeatureStore, ids: np.ndarray):
+        ids = np.asarray(ids, dtype=object)
+        self.store = store
+        self.ids = tf.constant(ids.astype(str))
+        self.rows = tf.constant(store.rows(ids))
+
+    def ids_rows(self, at: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        return tf.gather(self.ids, at), tf.gather(self.rows, at)
+
+    def features(self, at: tf.Tensor) -> Dict[str, tf.Tensor]:
+        ids, rows = self.ids_rows(at)
+        return self.store.lookup_rows(rows, ids)
+
+
+def _in_segment(seg, m, n, u):
+    """A uniform rank inside segment ``seg`` of ``m`` equal segments of ``n`` ranks."""
+    lo, hi = seg * n // m, (seg + 1) * n // m
+    return lo + tf.minimum(tf.cast(u * tf.cast(hi - lo, tf.float64), tf.int64), hi - lo - 1)
+
+
+def _log(counts: tf.Tensor) -> tf.Tensor:
+    return tf.cast(tf.math.log(counts), tf.float32)
+
+
+def _epochs(num_rows: int, batch_size: int, config: SamplingConfig,
+            make_batch: Callable, post: Optional[Callable]) -> tf.data.Dataset:
+    """Index pipeline: one epoch key per iteration -> permutation -> batches -> one map.
+
+    ``Dataset.random(seed, rerandomize_each_iteration=True)`` gives each iteration
+    (epoch) a new key, deterministically from the seed; the permutation and every
+    batch's negatives are stateless functions of ``(key, batch number)``.
+    """
+    if num_rows == 0:
+        raise ValueError("no training example: the view found nothing to build samples from")
+    num_batches = num_rows // batch_size if config.drop_remainder else -(-num_rows // batch_size)
+    if num_batches == 0:
+        raise ValueError(f"drop_remainder with batch_size={batch_size} > {num_rows} examples "
+                         "leaves no batch")
+    static_batch = batch_size if config.drop_remainder else None
+
+    def epoch(key):
+        if config.shuffle:
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(num_rows, dtype=tf.int64), seed=tf.stack([key, -1]))
+        else:
+            order = tf.range(num_rows, dtype=tf.int64)
+
+        def rows_of(b):
+            rows = order[b * batch_size:tf.minimum((b + 1) * batch_size, num_rows)]
+            if static_batch is not None:
+                rows = tf.ensure_shape(rows, [static_batch])
+            return rows, tf.stack([key, b])
+
+        return tf.data.Dataset.range(num_batches).map(rows_of)
+
+    keys = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).take(1)
+    ds = keys.flat_map(epoch).map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True)
+    if post is not None:
+        ds = ds.map(post)  # sequential: it updates a stateful estimator in batch order
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_training_dataset(
+    train: RecallData,
+    catalogue: np.ndarray,
+    user_store: FeatureStore,
+    item_store: FeatureStore,
+    config: SamplingConfig,
+    batch_size: int,
+    *,
+    ranker_lists: Optional[RankerLists] = None,
+    hard_negatives: Optional[neg.NegativePool] = None,
+) -> tf.data.Dataset:
+    """The training ``tf.data.Dataset`` of ``config``: one epoch per iteration.
+
+    Logs `TrainingSamples.describe` (the counts of every fallback) at INFO; build a
+    `TrainingSamples` with the same arguments to read them programmatically.
+
+    Args: see `TrainingSamples`.
+
+    Returns:
+      A dataset of ``(x, y)`` batches; see the module docstring for each view.
+
+    Example:
+      >>> config = SamplingConfig(view="in_batch", negatives=("in_batch", "uniform"),
+      ...                         num_negatives=512)
+      >>> ds = make_training_dataset(train, catalogue, users, items, config, 1024)
+      >>> model.fit(ds, epochs=5)  # fresh shared negatives every epoch
+    """
+    samples = TrainingSamples(train, catalogue, user_store, item_store, config, batch_size,
+                              ranker_lists=ranker_lists, hard_negatives=hard_negatives)
+    _LOG.info("%s", samples.describe())
+    return samples.dataset
+
+
+__all__ = [
+    "FLAG_HELP",
+    "SamplingConfig",
+    "SamplingInfo",
+    "TrainingSamples",
+    "make_training_dataset",
+    "parse_negatives",
+    "parse_window",
+]

@@ -1,0 +1,204 @@
+"""The ScaNN index: a partition tree, anisotropic hashing and exact re-ordering, tuned.
+
+ScaNN (Guo et al., "Accelerating Large-Scale Inference with Anisotropic Vector
+Quantization", ICML 2020) scores the items of the `leaves_to_search` partitions
+nearest the query with 4-bit anisotropic product codes, then re-scores the best
+`reorder` of them exactly. Catalogues below `exact_below` items use its exact
+brute-force scorer instead.
+
+Both knobs are fixed at build time by tuning: for the first re-ordering depth that
+works, the smallest `leaves_to_search` whose recall@10 against exact numpy search
+reaches the target (a coarse ascending schedule, then bisection). They are passed to
+the search op at every call, so the exported SavedModel serves exactly what was
+measured.
+
+In the SavedModel the searcher lives as `searcher.serialize_to_module()` (a
+`tf.Module` of plain tensors) and is re-created with `searcher_from_module` inside
+the traced function; a searcher built outside and captured fails at save with
+"references an 'untracked' resource". Loading needs `import scann` first (it
+registers the `Scann>...` ops), and TF Serving needs its ScaNN-enabled build.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional, Tuple
+
+import numpy as np
+
+from tfrecall._backend import tf
+from tfrecall.losses.lists import MIN_FLOAT
+from tfrecall.serving import tuning
+from tfrecall.serving.index import RECALL_AT, Index, IndexReport, _schedule
+
+
+def import_scann_ops():
+    """`scann.scann_ops.py.scann_ops`, with an install hint when ScaNN is missing."""
+    try:
+        from scann.scann_ops.py import scann_ops
+    except ImportError as e:  # pragma: no cover - scann is a hard dependency of setup.py
+        raise ImportError(
+            "index='scann' needs the scann package (pip install 'scann~=1.4.2'); "
+            "or export with index='partitioned' or 'brute_force' (stock TensorFlow ops)"
+        ) from e
+    return scann_ops
+
+
+class ScannIndex(Index):
+    """A serialized ScaNN searcher plus the search settings chosen by tuning.
+
+    Args:
+      state: `searcher.serialize_to_module()`.
+      num_items: catalogue size n.
+      leaves_to_search: partitions searched per query (None: exact scorer).
+      reorder: candidates re-scored exactly (None: exact scorer).
+    """
+
+    kind = "scann"
+
+    def __init__(self, state, num_items: int, leaves_to_search: Optional[int] = None,
+                 reorder: Optional[int] = None):
+        super().__init__(name="scann_index")
+        self.state = state
+        self.num_items = int(num_items)
+        self.leaves_to_search = leaves_to_search
+        self.reorder = reorder
+
+    def candidates(self, queries, num_results):
+        scann_ops = import_scann_ops()
+        searcher = scann_ops.searcher_from_module(self.state)
+        c = tf.minimum(tf.cast(num_results, tf.int32), self.num_items)
+        pre = -1 if self.reorder is None else tf.maximum(c, self.reorder)
+        leaves = -1 if self.leaves_to_search is None else self.leaves_to_search
+
+        def search():
+            rows, scores = searcher.search_batched(
+                queries, final_num_neighbors=c, pre_reorder_num_neighbors=pre,
+                leaves_to_search=leaves,
+            )
+            return tf.cast(rows, tf.int32), scores
+
+        def empty():
+            return tf.zeros([0, c], tf.int32), tf.zeros([0, c], tf.float32)
+
+        # The ScaNN op fails on an empty batch instead of returning one.
+        rows, scores = tf.cond(tf.shape(queries)[0] > 0, search, empty)
+        # When the searched leaves hold fewer than c items, ScaNN pads a row with
+        # item 0 and score NaN.
+        none = tf.math.is_nan(scores)
+        return tf.where(none, -1, rows), tf.where(none, MIN_FLOAT, scores)
+
+
+def _recall(index: ScannIndex, q, embeddings, exact_scores) -> float:
+    rows, _ = index.candidates(tf.constant(q), tf.constant(RECALL_AT))
+    return tuning.recall_at_k(rows.numpy(), q, embeddings, exact_scores, RECALL_AT)
+
+
+def build_scann(
+    embeddings: np.ndarray,
+    k: int,
+    queries: Optional[np.ndarray] = None,
+    target_recall: float = 0.95,
+    exact_below: int = 10_000,
+    seed: int = 0,
+    num_tuning_queries: int = 1000,
+    num_leaves: Optional[int] = None,
+    reorder: Optional[int] = None,
+    training_sample_size: int = 250_000,
+) -> Tuple[ScannIndex, IndexReport]:
+    """Builds a ScaNN searcher over `embeddings` (dot product) and tunes it.
+
+    Args:
+      embeddings: `(n, D)` float32 item embeddings.
+      k: results per query the export serves (re-ordering covers at least k).
+      queries: `(Q, D)` tuning queries (None: sampled item embeddings).
+      target_recall: recall@10 to reach.
+      exact_below: smaller catalogues use the exact scorer.
+      seed: query-sampling seed (ScaNN's own training is deterministic).
+      num_tuning_queries: queries sampled for tuning.
+      num_leaves: partitions (default about sqrt(n)).
+      reorder: first re-ordering depth tried (default max(200, 2k)); doubled up to
+        twice when even searching every leaf misses the target.
+      training_sample_size: items the partitioner trains on.
+
+    Returns:
+      `(index, report)`.
+    """
+    scann_ops = import_scann_ops()
+    start = time.time()
+    n, dim = embeddings.shape
+    q, source = tuning.sample_queries(queries, embeddings, num_tuning_queries, seed)
+    _, exact_scores = tuning.exact_top_k(q, embeddings, RECALL_AT)
+    exact_seconds = time.time() - start
+    db = tf.constant(embeddings, tf.float32)
+    builder = scann_ops.builder(db, min(k, n), "dot_product")
+    if n < exact_below:
+        index = ScannIndex(builder.score_brute_force().build().serialize_to_module(), n)
+        recall = _recall(index, q, embeddings, exact_scores)
+        return index, _report("exact", index, n, dim, recall, target_recall, q, source, start,
+                              {}, [], exact_seconds)
+
+    leaves = int(num_leaves or max(2, round(math.sqrt(n))))
+    first_reorder = int(reorder or max(200, 2 * k))
+    searcher = (
+        builder.tree(num_leaves=leaves, num_leaves_to_search=max(1, leaves // 10),
+                     training_sample_size=min(n, training_sample_size))
+        .score_ah(2, anisotropic_quantization_threshold=0.2)
+        .reorder(first_reorder)
+        .build()
+    )
+    index = ScannIndex(searcher.serialize_to_module(), n)
+    tuning_start = time.time()
+    curve = []
+
+    def measure(search_leaves, depth):
+        index.leaves_to_search, index.reorder = search_leaves, depth
+        r = _recall(index, q, embeddings, exact_scores)
+        curve.append((f"leaves={search_leaves},reorder={depth}", r))
+        return r
+
+    best = None
+    for depth in (first_reorder, 2 * first_reorder, 4 * first_reorder):
+        lo, hi = 0, None  # recall(lo) < target <= recall(hi)
+        for s in _schedule(leaves):
+            r = measure(s, depth)
+            if r >= target_recall:
+                hi = (s, r)
+                break
+            lo = s
+        if hi is None:
+            if best is None or r > best[2]:
+                best = (leaves, depth, r)
+            continue
+        while hi[0] - lo > max(1, hi[0] // 20):  # bisect to within about 5%
+            mid = (lo + hi[0]) // 2
+            r = measure(mid, depth)
+            if r >= target_recall:
+                hi = (mid, r)
+            else:
+                lo = mid
+        best = (hi[0], depth, hi[1])
+        break
+    index.leaves_to_search, index.reorder, recall = best
+    params = {"num_leaves": leaves, "leaves_to_search": index.leaves_to_search,
+              "reorder": index.reorder, "ah_dims_per_block": 2,
+              "anisotropic_quantization_threshold": 0.2}
+    return index, _report("tree_ah", index, n, dim, recall, target_recall, q, source, start,
+                          params, curve, exact_seconds + time.time() - tuning_start)
+
+
+def _report(mode, index, n, dim, recall, target, q, source, start, params, curve, tuning_s):
+    state_bytes = 0
+    for v in index.state.variables:
+        a = np.asarray(v.numpy())
+        state_bytes += sum(len(x) for x in a.ravel()) if a.dtype == object else a.nbytes
+    return IndexReport(
+        kind="scann", mode=mode, num_items=n, dim=dim, recall_at_10=recall,
+        target_recall=target, target_met=recall >= target, tuning_queries=len(q),
+        tuning_query_source=source, build_seconds=time.time() - start,
+        index_bytes=int(state_bytes), params=params, tuning_curve=curve, tuning_seconds=tuning_s,
+    )
+
+
+__all__ = ["ScannIndex", "build_scann", "import_scann_ops"]
