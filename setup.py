@@ -5,7 +5,7 @@ from setuptools import find_packages, setup
 setup(
     name="tfrecall",
     version="0.1.0",
-    description="Two-tower recall (candidate retrieval) for search and recommendation on TensorFlow",
+    description="Two-tower recall (candidate retrieval) for search and recommendation, TensorFlow",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import numpy as np
+import tensorflow_recommenders as tfrs  # noqa: E402  (after tfrecall selected Keras 2)
 
 import tfrecall  # noqa: F401  (Keras 2 before TensorFlow)
 from tfrecall._backend import keras, tf
@@ -29,8 +30,6 @@ from tfrecall.evaluation.harness import evaluate_embeddings_on, make_eval_set
 from tfrecall.losses import SoftmaxLoss
 from tfrecall.models import Tower, TwoTowerModel
 from tfrecall.recipe import RecipeConfig, run
-
-import tensorflow_recommenders as tfrs  # noqa: E402  (after tfrecall selected Keras 2)
 
 KS = (10, 50, 100)
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
@@ -116,8 +115,8 @@ def main():
     from tfrecall.serving.export import embed_items, embed_users
 
     ours_metrics = evaluate_embeddings_on(
-        eval_set, embed_users(model, {"user_id": users}), embed_items(model, {"item_id": catalogue}),
-        KS)
+        eval_set, embed_users(model, {"user_id": users}),
+        embed_items(model, {"item_id": catalogue}), KS)
 
     rows = [("TFRS basic retrieval", tfrs_seconds, tfrs_metrics),
             ("tfrecall, same config", ours_seconds, ours_metrics)]

@@ -18,7 +18,8 @@ ML_LATEST_SMALL = SHARED_DATA / "ml-latest-small"
 def ml_latest_small() -> Path:
     """Path of ../shared/data/ml-latest-small; skips where a fresh clone has no ../shared."""
     if not (ML_LATEST_SMALL / "ratings.csv").exists():
-        pytest.skip(f"MovieLens ml-latest-small not found at {ML_LATEST_SMALL} (CI provides ../shared)")
+        pytest.skip(f"MovieLens ml-latest-small not found at {ML_LATEST_SMALL} "
+                    "(a fresh clone has no ../shared; CI provides it)")
     return ML_LATEST_SMALL
 
 

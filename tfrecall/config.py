@@ -81,13 +81,17 @@ class FeatureSpec:
                     f"feature {self.name!r}: {field} must be an integer >= {minimum}, got {value!r}"
                 )
         if not isinstance(self.min_count, int) or self.min_count < 1:
-            raise ValueError(f"feature {self.name!r}: min_count must be >= 1, got {self.min_count!r}")
+            raise ValueError(
+                f"feature {self.name!r}: min_count must be >= 1, got {self.min_count!r}"
+            )
         if not isinstance(self.num_oov_buckets, int) or self.num_oov_buckets < 1:
             raise ValueError(
                 f"feature {self.name!r}: num_oov_buckets must be >= 1, got {self.num_oov_buckets!r}"
             )
         if not isinstance(self.num_buckets, int) or self.num_buckets < 2:
-            raise ValueError(f"feature {self.name!r}: num_buckets must be >= 2, got {self.num_buckets!r}")
+            raise ValueError(
+                f"feature {self.name!r}: num_buckets must be >= 2, got {self.num_buckets!r}"
+            )
         if not self.separator:
             raise ValueError(f"feature {self.name!r}: separator must be a non-empty string")
 

@@ -15,22 +15,22 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfrecall import losses as losses_lib
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
 from tfrecall.data import samples as samples_lib
 from tfrecall.data import splits, synthetic
 from tfrecall.data import training as training_lib
+from tfrecall.data.history import HISTORY_FEATURE, drop_candidates_from_history, user_histories
 from tfrecall.data.inference import (
     config_source,
     describe_specs,
     infer_feature_specs,
     load_feature_config,
 )
-from tfrecall.data.history import HISTORY_FEATURE, drop_candidates_from_history, user_histories
 from tfrecall.data.readers import load_data
 from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.harness import evaluate_baselines, evaluate_model, make_eval_set
-from tfrecall import losses as losses_lib
 from tfrecall.models import TwoTowerModel
 from tfrecall.serving.export import export_saved_model
 
@@ -234,7 +234,7 @@ def _feature_overrides(config: RecipeConfig) -> dict:
 
 
 def _entity_table(table, ids: np.ndarray, key: str) -> dict:
-    """The feature table restricted/extended to `ids` (rows for ids only in the log get defaults)."""
+    """The feature table aligned with `ids` (ids only in the log get missing values)."""
     if table is None:
         return {key: ids}
     index = {v: i for i, v in enumerate(table[key].tolist())}

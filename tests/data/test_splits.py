@@ -115,7 +115,7 @@ def test_leave_last_n_split_holds_out_each_users_latest_positives():
     train, test = leave_last_n_split(_timed_log(), n=1)
     # u1's latest positive is item a (t=5, row 0); u3's latest is b (t=7, row 5);
     # u2 has one positive only -> kept in train; the impression (t=9) stays in train.
-    got = sorted(zip(test.interactions["user_id"], test.interactions["item_id"]))
+    got = sorted(zip(test.interactions["user_id"], test.interactions["item_id"], strict=True))
     assert got == [("u1", "a"), ("u3", "b")]
     assert train.num_interactions == 5
 

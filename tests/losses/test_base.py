@@ -161,3 +161,20 @@ class DistributedTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def test_jit_compiled_loss_equals_the_eager_one_and_round_trips():
+    import numpy as np
+
+    from tfrecall._backend import keras, tf
+    from tfrecall.losses import BPRLoss, SoftmaxLoss
+
+    rng = np.random.default_rng(0)
+    labels = tf.constant(rng.integers(-1, 3, size=(6, 5)).astype(np.float32))
+    logits = tf.constant(rng.normal(size=(6, 5)).astype(np.float32))
+    for cls in (SoftmaxLoss, BPRLoss):
+        plain, fused = cls(), cls(jit_compile=True)
+        np.testing.assert_allclose(fused(labels, logits).numpy(), plain(labels, logits).numpy(),
+                                   rtol=1e-5)
+        clone = keras.losses.deserialize(keras.losses.serialize(fused))
+        assert clone.jit_compile is True

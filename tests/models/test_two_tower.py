@@ -110,7 +110,8 @@ def _dataset(view):
         labels = np.tile([[1.0, 0.0, -1.0]], (n, 1)).astype(np.float32)
     age = {"u1": 20.0, "u2": 35.0, "u3": np.nan}
     genre = {"a": "x|y", "b": "y", "c": "", "d": "z"}
-    x = {"user": {"user_id": users.astype(str), "age": np.array([age[u] for u in users], np.float32)},
+    x = {"user": {"user_id": users.astype(str),
+                  "age": np.array([age[u] for u in users], np.float32)},
          "items": {"item_id": items.astype(str), "genres": np.vectorize(genre.get)(items)}}
     return tf.data.Dataset.from_tensor_slices((x, labels)).batch(16)
 

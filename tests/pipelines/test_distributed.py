@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 ARGS = ["--synthetic_users=800", "--synthetic_items=400", "--epochs=2", "--batch_size=512",

@@ -1,4 +1,4 @@
-"""`python -m pipelines.train`: the main job, own CSV data, MovieLens, bad input, fresh-process reload."""
+"""`python -m pipelines.train`: main job, own CSV data, MovieLens, bad input, fresh reload."""
 
 import json
 import os
@@ -8,7 +8,6 @@ import textwrap
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 

@@ -49,7 +49,7 @@ def user_histories(
     time_key = inter["timestamp"][pos] if "timestamp" in inter else np.zeros(len(pos))
     order = np.lexsort((np.arange(len(pos)), time_key, users))
     out: dict = {}
-    for u, i in zip(users[order].tolist(), items[order].tolist()):
+    for u, i in zip(users[order].tolist(), items[order].tolist(), strict=True):
         seq = out.setdefault(u, {})
         seq.pop(i, None)  # re-insert at the end: latest position wins
         seq[i] = None

@@ -40,7 +40,7 @@ def group_pairs(
 ) -> Dict[int, set]:
     """Maps user index -> set of item indices (pairs with unknown ids: item -1)."""
     out: Dict[int, set] = {}
-    for u, i in zip(user_ids.tolist(), item_ids.tolist()):
+    for u, i in zip(user_ids.tolist(), item_ids.tolist(), strict=True):
         ui = user_index.get(u)
         if ui is None:
             continue
@@ -141,7 +141,8 @@ def evaluate_ranking(
         batch = users[start : start + batch_size]
         scores = np.array(score_fn(batch), dtype=np.float32, copy=True)
         if scores.shape != (len(batch), num_items):
-            raise ValueError(f"score_fn returned {scores.shape}, expected {(len(batch), num_items)}")
+            expected = (len(batch), num_items)
+            raise ValueError(f"score_fn returned {scores.shape}, expected {expected}")
         for row, u in enumerate(batch.tolist()):
             seen = exclude.get(u)
             if seen:

@@ -128,6 +128,12 @@ class ListLoss(keras.losses.Loss):
     ``reduction="none"`` gives with unit weights); ``__call__`` reduces as described
     in `reduce_lists`.
 
+    Args:
+      reduction: see `reduce_lists`.
+      name: the loss name.
+      jit_compile: compute the per-list losses with XLA (faster for wide lists, e.g.
+        the (B, B) in-batch matrix; each new batch shape compiles once).
+
     Attributes:
       requires_log_q: True for losses whose logits must already be corrected by
         ``-log Q(item)`` (sampled losses); models refuse to train such a loss on a
@@ -136,8 +142,25 @@ class ListLoss(keras.losses.Loss):
 
     requires_log_q = False
 
-    def __init__(self, reduction: str = Reduction.AUTO, name: Optional[str] = None, **kwargs):
+    def __init__(
+        self,
+        reduction: str = Reduction.AUTO,
+        name: Optional[str] = None,
+        jit_compile: bool = False,
+        **kwargs,
+    ):
         super().__init__(reduction=reduction, name=name, **kwargs)
+        # XLA fuses the chain of elementwise (B, L) ops (mask, log-softmax, targets) into
+        # a few passes; with in-batch negatives L = B and this is most of a step's time.
+        self.jit_compile = bool(jit_compile)
+        self._per_list_fn = (
+            tf.function(self.per_list, jit_compile=True) if self.jit_compile else self.per_list
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["jit_compile"] = self.jit_compile
+        return config
 
     def per_list(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
         """Returns ``(per-list loss (B,), scorable (B,) bool)``."""
@@ -149,5 +172,5 @@ class ListLoss(keras.losses.Loss):
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with tf.name_scope(self._name_scope):
-            per_list, scorable = self.per_list(y_true, y_pred)
+            per_list, scorable = self._per_list_fn(y_true, y_pred)
             return reduce_lists(per_list, scorable, sample_weight, self.reduction)

@@ -196,8 +196,8 @@ class SoftmaxLoss(ListLoss):
       >>> model.compile(optimizer="adam", loss=tfrecall.losses.SoftmaxLoss())
     """
 
-    def __init__(self, reduction: str = Reduction.AUTO, name: str = "softmax_loss"):
-        super().__init__(reduction=reduction, name=name)
+    def __init__(self, reduction: str = Reduction.AUTO, name: str = "softmax_loss", **kwargs):
+        super().__init__(reduction=reduction, name=name, **kwargs)
 
     def per_list(self, y_true, y_pred):
         return _softmax(y_true, y_pred)
@@ -217,11 +217,15 @@ class KLLoss(ListLoss):
     """
 
     def __init__(
-        self, label_temperature: float = 1.0, reduction: str = Reduction.AUTO, name: str = "kl_loss"
+        self,
+        label_temperature: float = 1.0,
+        reduction: str = Reduction.AUTO,
+        name: str = "kl_loss",
+        **kwargs,
     ):
         if not label_temperature > 0:
             raise ValueError(f"label_temperature must be > 0, got {label_temperature!r}")
-        super().__init__(reduction=reduction, name=name)
+        super().__init__(reduction=reduction, name=name, **kwargs)
         self.label_temperature = float(label_temperature)
 
     def per_list(self, y_true, y_pred):
@@ -242,8 +246,8 @@ class ListNetLoss(ListLoss):
       name: loss name.
     """
 
-    def __init__(self, reduction: str = Reduction.AUTO, name: str = "list_net_loss"):
-        super().__init__(reduction=reduction, name=name)
+    def __init__(self, reduction: str = Reduction.AUTO, name: str = "list_net_loss", **kwargs):
+        super().__init__(reduction=reduction, name=name, **kwargs)
 
     def per_list(self, y_true, y_pred):
         return _listnet(y_true, y_pred)
@@ -269,12 +273,13 @@ class ListMLELoss(ListLoss):
         seed: Optional[int] = None,
         reduction: str = Reduction.AUTO,
         name: str = "list_mle_loss",
+        **kwargs,
     ):
         if top_k is not None and (
             isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
         ):
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-        super().__init__(reduction=reduction, name=name)
+        super().__init__(reduction=reduction, name=name, **kwargs)
         self.top_k = top_k
         self.seed = seed
 

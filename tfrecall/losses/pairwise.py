@@ -107,11 +107,15 @@ class TripletHingeLoss(ListLoss):
     """
 
     def __init__(
-        self, margin: float = 1.0, reduction: str = Reduction.AUTO, name: str = "triplet_hinge_loss"
+        self,
+        margin: float = 1.0,
+        reduction: str = Reduction.AUTO,
+        name: str = "triplet_hinge_loss",
+        **kwargs,
     ):
         if not margin >= 0:
             raise ValueError(f"margin must be >= 0, got {margin!r}")
-        super().__init__(reduction=reduction, name=name)
+        super().__init__(reduction=reduction, name=name, **kwargs)
         self.margin = float(margin)
 
     def per_list(self, y_true, y_pred):
@@ -141,10 +145,11 @@ class TripletLogisticLoss(ListLoss):
         sigma: float = 1.0,
         reduction: str = Reduction.AUTO,
         name: str = "triplet_logistic_loss",
+        **kwargs,
     ):
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma!r}")
-        super().__init__(reduction=reduction, name=name)
+        super().__init__(reduction=reduction, name=name, **kwargs)
         self.sigma = float(sigma)
 
     def per_list(self, y_true, y_pred):
@@ -168,8 +173,8 @@ class BPRLoss(ListLoss):
       name: loss name.
     """
 
-    def __init__(self, reduction: str = Reduction.AUTO, name: str = "bpr_loss"):
-        super().__init__(reduction=reduction, name=name)
+    def __init__(self, reduction: str = Reduction.AUTO, name: str = "bpr_loss", **kwargs):
+        super().__init__(reduction=reduction, name=name, **kwargs)
 
     def per_list(self, y_true, y_pred):
         return _pairwise(y_true, y_pred, None, _logistic(1.0))

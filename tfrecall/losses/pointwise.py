@@ -75,6 +75,7 @@ class PointwiseBCELoss(ListLoss):
         negative_weight: float = 1.0,
         reduction: str = Reduction.AUTO,
         name: str = "pointwise_bce_loss",
+        **kwargs,
     ):
         for arg, value in (
             ("positive_weight", positive_weight),
@@ -82,7 +83,7 @@ class PointwiseBCELoss(ListLoss):
         ):
             if not value >= 0:
                 raise ValueError(f"{arg} must be >= 0, got {value!r}")
-        super().__init__(reduction=reduction, name=name)
+        super().__init__(reduction=reduction, name=name, **kwargs)
         self.positive_weight = float(positive_weight)
         self.negative_weight = float(negative_weight)
 

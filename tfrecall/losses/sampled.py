@@ -157,8 +157,10 @@ class NegativeSamplingLoss(ListLoss):
       name: loss name.
     """
 
-    def __init__(self, reduction: str = Reduction.AUTO, name: str = "negative_sampling_loss"):
-        super().__init__(reduction=reduction, name=name)
+    def __init__(
+        self, reduction: str = Reduction.AUTO, name: str = "negative_sampling_loss", **kwargs
+    ):
+        super().__init__(reduction=reduction, name=name, **kwargs)
 
     def per_list(self, y_true, y_pred):
         return _negative_sampling(y_true, y_pred)
@@ -179,8 +181,8 @@ class NCELoss(ListLoss):
 
     requires_log_q = True
 
-    def __init__(self, reduction: str = Reduction.AUTO, name: str = "nce_loss"):
-        super().__init__(reduction=reduction, name=name)
+    def __init__(self, reduction: str = Reduction.AUTO, name: str = "nce_loss", **kwargs):
+        super().__init__(reduction=reduction, name=name, **kwargs)
 
     def per_list(self, y_true, y_pred):
         return _negative_sampling(y_true, y_pred)
@@ -202,8 +204,10 @@ class SampledSoftmaxLoss(ListLoss):
 
     requires_log_q = True
 
-    def __init__(self, reduction: str = Reduction.AUTO, name: str = "sampled_softmax_loss"):
-        super().__init__(reduction=reduction, name=name)
+    def __init__(
+        self, reduction: str = Reduction.AUTO, name: str = "sampled_softmax_loss", **kwargs
+    ):
+        super().__init__(reduction=reduction, name=name, **kwargs)
 
     def per_list(self, y_true, y_pred):
         return _softmax(y_true, y_pred)

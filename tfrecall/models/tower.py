@@ -109,7 +109,7 @@ class Tower(keras.layers.Layer):
 
     def call(self, features, training=None):
         x = self.encoder(features, training=training)
-        for dense, drop in zip(self.hidden, self.dropouts):
+        for dense, drop in zip(self.hidden, self.dropouts, strict=True):
             x = dense(x)
             if drop is not None:
                 x = drop(x, training=training)

@@ -74,6 +74,7 @@ class TwoTowerModel(keras.Model):
         item_id_feature: str = "item_id",
         user_id_feature: str = "user_id",
         cross_replica_negatives: bool = True,
+        xla_in_batch: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,13 +101,18 @@ class TwoTowerModel(keras.Model):
         self.item_id_feature = item_id_feature
         self.user_id_feature = user_id_feature
         self.cross_replica_negatives = bool(cross_replica_negatives)
+        self.xla_in_batch = bool(xla_in_batch)
+        self._in_batch_scores = (
+            tf.function(self._in_batch_scores_eager, jit_compile=True)
+            if self.xla_in_batch else self._in_batch_scores_eager
+        )
 
     @classmethod
     def from_specs(
         cls,
         user_features: Sequence[FeatureSpec],
         item_features: Sequence[FeatureSpec],
-        tower: TowerConfig = TowerConfig(),
+        tower: TowerConfig = TowerConfig(),  # noqa: B008 (frozen, immutable)
         item_tower: Optional[TowerConfig] = None,
         **kwargs,
     ) -> "TwoTowerModel":
@@ -157,36 +163,41 @@ class TwoTowerModel(keras.Model):
         if self.in_batch_negatives:
             positives = {name: value[:, 0] for name, value in items.items()}
             cands = self.item_tower(positives, training=training)  # (B, D)
-            cand_ids = row_ids = None if ids is None else ids[:, 0]
+            # Ids compare as 64-bit keys: (B, B) string equality costs more than the rest
+            # of the step, and collectives carry no strings. A collision (p ~ B^2 / 2^63)
+            # would only mask one more negative.
+            cand_keys = row_keys = None if ids is None else _id_keys(ids[:, 0])
             cand_log_q = None if log_q is None else tf.cast(log_q, cands.dtype)[:, 0]
             labels = tf.eye(tf.shape(cands)[0], dtype=cands.dtype)  # (B, B)
             context = tf.distribute.get_replica_context()
             if (self.cross_replica_negatives and tf.distribute.has_strategy()
                     and context is not None and context.num_replicas_in_sync > 1):
-                cands, cand_ids, cand_log_q, labels = _gather_replicas(
-                    context, cands, cand_ids, cand_log_q)
-                if cand_ids is not None and ids.dtype == tf.string:
-                    row_ids = tf.strings.to_hash_bucket_fast(row_ids, 2**62)  # as gathered
-            logits = tf.matmul(users, cands, transpose_b=True) / self.temperature
-            if ids is not None:
-                labels = remove_accidental_hits(labels, cand_ids, row_ids)
-            if cand_log_q is not None:
-                log_q = tf.reshape(cand_log_q, [1, -1])
-        else:
-            if y is None:
-                raise ValueError("a batch without labels needs in_batch_negatives=True")
-            cands = self.item_tower(items, training=training)  # (B, L, D)
-            logits = tf.einsum("bd,bld->bl", users, cands) / self.temperature
-            labels = tf.cast(y, logits.dtype)
-            if ids is not None:
-                # The row's positive is its best-labelled slot; another slot holding the same
-                # item is a sampled negative that collided with it. Rows without a positive
-                # (pointwise negatives, exposure-only lists) have nothing to collide with.
-                best = tf.argmax(labels, axis=-1, output_type=tf.int32)
-                masked = remove_accidental_hits(labels, ids, tf.gather(ids, best, batch_dims=1))
-                has_positive = tf.reduce_max(labels, axis=-1, keepdims=True) > 0
-                labels = tf.where(has_positive, masked, labels)
+                cands, cand_keys, cand_log_q, labels = _gather_replicas(
+                    context, cands, cand_keys, cand_log_q)
+            return self._in_batch_scores(users, cands, labels, row_keys, cand_keys, cand_log_q)
+        if y is None:
+            raise ValueError("a batch without labels needs in_batch_negatives=True")
+        cands = self.item_tower(items, training=training)  # (B, L, D)
+        logits = tf.einsum("bd,bld->bl", users, cands) / self.temperature
+        labels = tf.cast(y, logits.dtype)
+        if ids is not None:
+            # The row's positive is its best-labelled slot; another slot holding the same
+            # item is a sampled negative that collided with it. Rows without a positive
+            # (pointwise negatives, exposure-only lists) have nothing to collide with.
+            best = tf.argmax(labels, axis=-1, output_type=tf.int32)
+            masked = remove_accidental_hits(labels, ids, tf.gather(ids, best, batch_dims=1))
+            has_positive = tf.reduce_max(labels, axis=-1, keepdims=True) > 0
+            labels = tf.where(has_positive, masked, labels)
         return correct_log_q(logits, log_q), labels
+
+    def _in_batch_scores_eager(self, users, cands, labels, row_keys, cand_keys, cand_log_q):
+        """`(B, G)` logits and labels from embeddings; G = candidates (B, or global)."""
+        logits = tf.matmul(users, cands, transpose_b=True) / self.temperature
+        if row_keys is not None:
+            labels = remove_accidental_hits(labels, cand_keys, row_keys)
+        if cand_log_q is not None:
+            logits = correct_log_q(logits, tf.reshape(cand_log_q, [1, -1]))
+        return logits, labels
 
     # ---------------------------------------------------------------- training
     def _check_log_q(self, x):
@@ -223,6 +234,7 @@ class TwoTowerModel(keras.Model):
             "item_id_feature": self.item_id_feature,
             "user_id_feature": self.user_id_feature,
             "cross_replica_negatives": self.cross_replica_negatives,
+            "xla_in_batch": self.xla_in_batch,
             "name": self.name,
         }
 
@@ -237,12 +249,18 @@ def _has_sampled_negatives(x) -> bool:
     return "negatives" in x or width is None or width > 1
 
 
+def _id_keys(ids: tf.Tensor) -> tf.Tensor:
+    """int64 keys of ids: a 63-bit hash of strings, integers as they are."""
+    if ids.dtype == tf.string:
+        return tf.strings.to_hash_bucket_fast(ids, 2**63 - 1)
+    return tf.cast(ids, tf.int64)
+
+
 def _gather_replicas(context, cands, cand_ids, cand_log_q):
     """All-gathers in-batch candidates across replicas; labels mark this replica's own block.
 
     Returns `(cands (G, D), ids (G,), log_q (G,), labels (B, G))` with G the global batch.
-    Ids travel as 64-bit hashes (collectives do not carry strings); a hash collision
-    would only mask one more negative. The all-gather is differentiable: gradients
+    Ids travel as their int64 keys (`_id_keys`). The all-gather is differentiable: gradients
     flow back to the replica that embedded each candidate.
     """
     local = tf.shape(cands)[0]
@@ -251,8 +269,6 @@ def _gather_replicas(context, cands, cand_ids, cand_log_q):
     offset = tf.reduce_sum(sizes[:replica])
     cands = context.all_gather(cands, axis=0)
     if cand_ids is not None:
-        if cand_ids.dtype == tf.string:
-            cand_ids = tf.strings.to_hash_bucket_fast(cand_ids, 2**62)
         cand_ids = context.all_gather(cand_ids, axis=0)
     if cand_log_q is not None:
         cand_log_q = context.all_gather(cand_log_q, axis=0)

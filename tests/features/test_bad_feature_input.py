@@ -21,7 +21,8 @@ from tfrecall.features.continuous import BucketizedEmbedding, ContinuousFeature
 from tfrecall.features.embeddings import CategoricalEmbedding, MultiCategoricalEmbedding
 from tfrecall.features.encoder import FeatureEncoder
 
-SETTINGS = settings(max_examples=40, deadline=None)
+# Deterministic examples (seeded from the test name), no example database.
+SETTINGS = settings(max_examples=40, deadline=None, derandomize=True, database=None)
 
 strings = st.one_of(
     st.text(max_size=20),
