@@ -20,6 +20,6 @@ setup(
         "matplotlib",  # the Recall@K plot of pipelines.evaluate
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6", "hypothesis>=6"],
     },
 )

@@ -5,7 +5,8 @@
 Both train user and item id embeddings of 32 with in-batch softmax (TFRS:
 `tfrs.tasks.Retrieval`, SUM-reduced categorical cross-entropy; tfrecall: `SoftmaxLoss`
 with reduction="sum" on a bare-embedding `TwoTowerModel`, dot product, temperature 1, no
-log Q, no accidental-hit masking, as TFRS' defaults), batch 8192, Adagrad 0.1. Prints
+log Q, no accidental-hit masking, as TFRS' defaults; tfrecall's XLA-compiled (B, B) scores
+and loss, its defaults), batch 8192, Adagrad 0.1. Prints
 examples/s, wall time and held-out Recall@10/50/100 (random 80/20 split, seed 42, every
 rating an interaction, training items excluded) for both, and the ratios. Then runs the
 default tfrecall recipe (`python -m pipelines.train` defaults) for its time-to-quality.
@@ -19,7 +20,6 @@ import tempfile
 import time
 
 import numpy as np
-import tensorflow_recommenders as tfrs  # noqa: E402  (after tfrecall selected Keras 2)
 
 import tfrecall  # noqa: F401  (Keras 2 before TensorFlow)
 from tfrecall._backend import keras, tf
@@ -36,22 +36,28 @@ DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "da
                             "ml-latest-small")
 
 
-class TFRSRetrieval(tfrs.Model):
+def tfrs_retrieval(user_ids, item_ids, dim):
     """The TFRS basic-retrieval tutorial model, without the FactorizedTopK metric in fit."""
+    # Imported here, never at the top: an import sorter would put it before tfrecall,
+    # and TFRS refuses to load once TensorFlow has resolved Keras 3.
+    import tensorflow_recommenders as tfrs
 
-    def __init__(self, user_ids, item_ids, dim):
-        super().__init__()
-        self.user_model = keras.Sequential([
-            keras.layers.StringLookup(vocabulary=user_ids, mask_token=None),
-            keras.layers.Embedding(len(user_ids) + 1, dim)])
-        self.item_model = keras.Sequential([
-            keras.layers.StringLookup(vocabulary=item_ids, mask_token=None),
-            keras.layers.Embedding(len(item_ids) + 1, dim)])
-        self.task = tfrs.tasks.Retrieval()
+    class TFRSRetrieval(tfrs.Model):
+        def __init__(self):
+            super().__init__()
+            self.user_model = keras.Sequential([
+                keras.layers.StringLookup(vocabulary=user_ids, mask_token=None),
+                keras.layers.Embedding(len(user_ids) + 1, dim)])
+            self.item_model = keras.Sequential([
+                keras.layers.StringLookup(vocabulary=item_ids, mask_token=None),
+                keras.layers.Embedding(len(item_ids) + 1, dim)])
+            self.task = tfrs.tasks.Retrieval()
 
-    def compute_loss(self, features, training=False):
-        return self.task(self.user_model(features["user_id"]),
-                         self.item_model(features["item_id"]))
+        def compute_loss(self, features, training=False):
+            return self.task(self.user_model(features["user_id"]),
+                             self.item_model(features["item_id"]))
+
+    return TFRSRetrieval()
 
 
 def timed_fit(model, dataset, epochs):
@@ -67,6 +73,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8192)
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--xla", type=int, default=0,
+                        help="1: tfrecall's (B, B) scores and loss through XLA")
     args = parser.parse_args()
     if not os.path.exists(args.data):
         raise SystemExit(f"data not found: {args.data} (needs ../shared/data/ml-latest-small)")
@@ -86,7 +94,7 @@ def main():
 
     # --- TFRS (the tutorial's pipeline: shuffle, batch, cache) -------------------------
     keras.utils.set_random_seed(args.seed)
-    tfrs_model = TFRSRetrieval(train_users, catalogue.astype(str), args.dim)
+    tfrs_model = tfrs_retrieval(train_users, catalogue.astype(str), args.dim)
     tfrs_model.compile(optimizer=keras.optimizers.Adagrad(0.1))
     tfrs_ds = (tf.data.Dataset.from_tensor_slices({"user_id": u_train, "item_id": i_train})
                .shuffle(100_000, seed=args.seed).batch(args.batch_size).cache())
@@ -104,9 +112,10 @@ def main():
 
     model = TwoTowerModel(tower("user_tower", "user_id"), tower("item_tower", "item_id"),
                           similarity="dot", temperature=1.0, in_batch_negatives=True,
+                          xla_in_batch=bool(args.xla),
                           item_id_feature="no_masking")  # TFRS' default keeps accidental hits
     model.adapt({"user_id": train_users.astype(object)}, {"item_id": catalogue})
-    model.compile(optimizer=keras.optimizers.Adagrad(0.1), loss=SoftmaxLoss(reduction="sum"))
+    model.compile(optimizer=keras.optimizers.Adagrad(0.1), loss=SoftmaxLoss(reduction="sum", jit_compile=bool(args.xla)))
     ds = samples.in_batch_dataset(
         train, samples.FeatureStore(None, "user_id", users),
         samples.FeatureStore(None, "item_id", catalogue), batch_size=args.batch_size,

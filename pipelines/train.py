@@ -95,6 +95,9 @@ flags.DEFINE_enum("index", _D.index, ["scann", "brute_force", "partitioned"],
                   "partitioned (k-means cells + exact re-scoring, stock TensorFlow ops: loads "
                   "in stock TF Serving); approximate indexes are tuned to recall@10 >= 0.95.")
 flags.DEFINE_integer("export_k", _D.export_k, "Items returned by the serving signature.")
+flags.DEFINE_boolean("jit_compile", _D.jit_compile,
+                     "Compile the loss and the in-batch score matrix with XLA (--nojit_compile "
+                     "to run them op by op).")
 flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES),
                   "tf.distribute strategy: default (one device), mirrored (all local devices), "
                   "multi_worker (MultiWorkerMirroredStrategy; cluster from TF_CONFIG, run the "
@@ -153,6 +156,7 @@ def config_from_flags() -> RecipeConfig:
         export=FLAGS.export,
         index=FLAGS.index,
         export_k=FLAGS.export_k,
+        jit_compile=FLAGS.jit_compile,
         strategy=FLAGS.strategy,
         seed=FLAGS.seed,
         verbose=FLAGS.verbose,

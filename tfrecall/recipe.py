@@ -102,6 +102,7 @@ class RecipeConfig:
     export: bool = True
     index: str = "scann"
     export_k: int = 100
+    jit_compile: bool = True  # XLA for the loss and the (B, B) in-batch scores
     strategy: str = "default"  # default | mirrored | multi_worker (reads TF_CONFIG)
     seed: int = 0
     verbose: int = 1
@@ -292,13 +293,14 @@ def build_model(
         similarity=config.similarity,
         temperature=config.temperature,
         in_batch_negatives=config.view == "in_batch",
+        xla_in_batch=config.jit_compile,
     )
     model.adapt(user_table, item_table)
     return model
 
 
-def make_loss(name: str):
-    return getattr(losses_lib, LOSSES[name][0])()
+def make_loss(name: str, jit_compile: bool = False):
+    return getattr(losses_lib, LOSSES[name][0])(jit_compile=jit_compile)
 
 
 def needs_ranker(config: RecipeConfig) -> bool:
@@ -335,7 +337,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         model = build_model(user_specs, item_specs, user_adapt, item_table, config)
     user_store = samples_lib.FeatureStore(user_table, "user_id", user_ids)
     item_store = samples_lib.FeatureStore(data.items, "item_id", catalogue)
-    loss = make_loss(config.loss)
+    loss = make_loss(config.loss, config.jit_compile)
     # Synthetic worlds come with a ranker's full top-N per request; other logs use the
     # ranker_score of their logged rows (see tfrecall.data.training).
     ranker = (synthetic.ranker_lists(world) if world is not None and needs_ranker(config)

@@ -230,6 +230,10 @@ class TestArguments:
             stats.update({"u": np.array([1.0]), "x": np.array([1.0])})
         with pytest.raises(TypeError, match="'x' is numeric.*"):
             stats.update({"u": _obj(["a"]), "x": _obj(["1"])})
+        with pytest.raises(TypeError, match="'u' holds 7; expected str"):
+            stats.update({"u": _obj(["a", 7]), "x": np.array([1.0, 2.0])})
+        with pytest.raises(ValueError, match="'u' holds b.*which is not UTF-8 text"):
+            stats.update({"u": _obj([b"\xff"]), "x": np.array([1.0])})
         with pytest.raises(ValueError, match="'x' is not a string column"):
             stats.vocabulary("x")
         with pytest.raises(ValueError, match="'u' is not a numeric column"):

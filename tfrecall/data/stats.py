@@ -270,18 +270,19 @@ def _leading(arr: np.ndarray) -> int:
 
 
 def _count(flat: list, separator: Optional[str], name: str) -> collections.Counter:
-    if flat and isinstance(flat[0], bytes):
-        # tf.data hands bytes: count them first (C speed), decode each distinct once.
-        counts = collections.Counter(flat)
-        decoded: collections.Counter = collections.Counter()
-        for token, count in counts.items():
-            decoded[token.decode("utf-8")] += count
-        counts = decoded
-    else:
-        bad = next((v for v in flat if not isinstance(v, str)), None)
-        if bad is not None:
-            raise TypeError(f"StreamingStats: column {name!r} holds {bad!r}; expected str")
-        counts = collections.Counter(flat)
+    """Token counts of a batch's values (str, or UTF-8 bytes as tf.data hands them)."""
+    counts: collections.Counter = collections.Counter()
+    # Counted first (C speed), then each distinct value is checked and decoded once.
+    for value, count in collections.Counter(flat).items():
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"StreamingStats: column {name!r} holds {value[:40]!r}, "
+                                 "which is not UTF-8 text") from None
+        elif not isinstance(value, str):
+            raise TypeError(f"StreamingStats: column {name!r} holds {value!r}; expected str")
+        counts[value] += count
     if separator is None:
         return counts
     tokens: collections.Counter = collections.Counter()

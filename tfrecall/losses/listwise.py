@@ -17,12 +17,17 @@ _Pair = Tuple[tf.Tensor, tf.Tensor]
 
 
 def _cross_entropy(targets: tf.Tensor, logits: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
-    """``-sum_i t_i log softmax(s)_i`` over valid items, ``(B,)``; t is 0 off ``valid``."""
-    log_p = tf.nn.log_softmax(lists.mask_logits(logits, valid), axis=-1)
-    # where, not t * log_p: a padded slot's log_p is about MIN_FLOAT, and its target
-    # must not touch it (no gradient, no 0 * -huge round-off).
-    terms = tf.where(valid, targets * log_p, tf.zeros_like(log_p))
-    return -tf.reduce_sum(terms, axis=-1)
+    """``-sum_i t_i log softmax(s)_i`` over valid items, ``(B,)``; t is 0 off ``valid``.
+
+    TensorFlow's fused softmax cross-entropy kernel: a few passes over ``(B, L)`` where
+    the unfused log-softmax, product and mask take about ten, which dominates a step
+    when the list is the whole batch (in-batch negatives, L = B). A padded slot's
+    logit is MIN_FLOAT, so its probability is exactly 0 and, with a 0 target, it gets
+    neither loss nor gradient.
+    """
+    targets = tf.stop_gradient(tf.where(valid, targets, tf.zeros_like(targets)))
+    return tf.nn.softmax_cross_entropy_with_logits(
+        labels=targets, logits=lists.mask_logits(logits, valid), axis=-1)
 
 
 def _masked_softmax(values: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
