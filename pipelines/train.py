@@ -98,6 +98,10 @@ flags.DEFINE_integer("export_k", _D.export_k, "Items returned by the serving sig
 flags.DEFINE_boolean("jit_compile", _D.jit_compile,
                      "Compile the loss and the in-batch score matrix with XLA (--nojit_compile "
                      "to run them op by op).")
+flags.DEFINE_string("warm_start_from", None,
+                    "Continue training the model in this model_dir on the new --interactions: "
+                    "its weights and vocabularies are kept, new ids get new rows, and a new "
+                    "export version is published.")
 flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES),
                   "tf.distribute strategy: default (one device), mirrored (all local devices), "
                   "multi_worker (MultiWorkerMirroredStrategy; cluster from TF_CONFIG, run the "
@@ -157,6 +161,7 @@ def config_from_flags() -> RecipeConfig:
         index=FLAGS.index,
         export_k=FLAGS.export_k,
         jit_compile=FLAGS.jit_compile,
+        warm_start_from=FLAGS.warm_start_from,
         strategy=FLAGS.strategy,
         seed=FLAGS.seed,
         verbose=FLAGS.verbose,

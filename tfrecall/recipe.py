@@ -32,6 +32,7 @@ from tfrecall.data.readers import load_data
 from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.harness import evaluate_baselines, evaluate_model, make_eval_set
 from tfrecall.models import TwoTowerModel
+from tfrecall.models.warm_start import default_batch, warm_start
 from tfrecall.serving.export import export_saved_model
 
 VIEWS = training_lib.VIEWS  # in_batch, pointwise, pairwise, listwise, distill
@@ -103,6 +104,7 @@ class RecipeConfig:
     index: str = "scann"
     export_k: int = 100
     jit_compile: bool = True  # XLA for the loss and the (B, B) in-batch scores
+    warm_start_from: Optional[str] = None  # a model_dir to continue from (new logs)
     strategy: str = "default"  # default | mirrored | multi_worker (reads TF_CONFIG)
     seed: int = 0
     verbose: int = 1
@@ -317,6 +319,11 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     data = world.data if world is not None else load_recall_data(config)
     train, test = split_data(data, config)
     catalogue = data.item_catalogue()
+    previous = load_model(config.warm_start_from) if config.warm_start_from else None
+    if previous is not None:
+        # Items the old model knew stay in the catalogue (and the index) even when the
+        # new log does not mention them.
+        catalogue = _union(catalogue, _vocabulary(previous.item_tower, previous.item_id_feature))
     user_ids = data.user_ids()
     user_table = user_feature_table(data, train, user_ids, config)
     item_table = _entity_table(data.items, catalogue, "item_id")
@@ -334,7 +341,13 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
     with strategy.scope():
-        model = build_model(user_specs, item_specs, user_adapt, item_table, config)
+        if config.warm_start_from:
+            # Continue the old model: its architecture and weights, vocabularies grown
+            # with this log's new ids (tfrecall.models.warm_start).
+            model = warm_start(previous, user_adapt, item_table,
+                               in_batch_negatives=config.view == "in_batch", log=log)
+        else:
+            model = build_model(user_specs, item_specs, user_adapt, item_table, config)
     user_store = samples_lib.FeatureStore(user_table, "user_id", user_ids)
     item_store = samples_lib.FeatureStore(data.items, "item_id", catalogue)
     loss = make_loss(config.loss, config.jit_compile)
@@ -418,6 +431,19 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     )
 
 
+def _vocabulary(tower, feature: str) -> np.ndarray:
+    for spec, layer in zip(tower.encoder.specs, tower.encoder.feature_layers, strict=True):
+        if spec.name == feature and getattr(layer, "vocabulary", None) is not None:
+            return np.asarray(layer.vocabulary, dtype=object)
+    return np.zeros(0, dtype=object)
+
+
+def _union(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    seen = set(first.tolist())
+    extra = [v for v in second.tolist() if v not in seen]
+    return np.concatenate([first, np.asarray(extra, dtype=object)]) if extra else first
+
+
 def make_strategy(name: str):
     """The tf.distribute strategy named by `RecipeConfig.strategy`.
 
@@ -491,19 +517,9 @@ def load_model(model_dir: str) -> TwoTowerModel:
     status = model.load_weights(os.path.join(model_dir, "weights", "final"))
     # Create every variable now (one row of default feature values) so the restore is
     # checked here, instead of a model with missing weights silently keeping random ones.
-    model(_default_batch(model))
+    model(default_batch(model))
     status.assert_existing_objects_matched().expect_partial()  # optimizer slots: not needed
     return model
-
-
-def _default_batch(model: TwoTowerModel) -> dict:
-    def side(encoder, shape):
-        defaults = encoder.default_values()
-        return {name: tf.fill(shape, tf.constant(defaults[name], spec.dtype))
-                for name, spec in encoder.input_signature().items()}
-
-    return {"user": side(model.user_tower.encoder, [1]),
-            "items": side(model.item_tower.encoder, [1, 1])}
 
 
 def load_recipe_config(model_dir: str) -> RecipeConfig:

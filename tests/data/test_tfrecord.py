@@ -120,3 +120,65 @@ def test_read_errors_name_the_problem(tmp_path):
         tfrecord.write_samples(_dataset(), out, epochs=0, overwrite=True)
     with pytest.raises(ValueError, match="compression"):
         tfrecord.write_samples(_dataset(), out, compression="LZ4", overwrite=True)
+
+
+def test_epoch_none_cycles_through_the_written_epochs(tmp_path):
+    ds = _dataset(view="listwise", list_size=3, seed=7)
+    epochs = [_as_numpy(ds) for _ in range(3)]
+    out = str(tmp_path / "s")
+    tfrecord.write_samples(_dataset(view="listwise", list_size=3, seed=7), out, epochs=3)
+    back = tfrecord.read_samples(out)
+    # Iteration k of one returned dataset reads epoch k % 3: 0, 1, 2, 0.
+    for k in range(4):
+        _assert_same(_as_numpy(back), epochs[k % 3])
+
+
+def test_other_dtypes_static_dims_and_zlib_round_trip(tmp_path):
+    ids = tf.constant([[3, 1], [4, 1], [5, 9], [2, 6]], tf.int64)
+    flags = tf.constant([True, False, True, True])
+    ds = tf.data.Dataset.from_tensor_slices((ids, flags)).batch(2, drop_remainder=True).map(
+        lambda i, f: {"ids": i, "flag": f, "n": tf.size(i)})
+    out = str(tmp_path / "s")
+    spec = tfrecord.write_samples(ds, out, compression="zlib")
+    assert spec["files"] == ["epoch-00000.tfrecord.zlib"] and spec["compression"] == "ZLIB"
+    back = tfrecord.read_samples(out, epoch="all")
+    assert back.element_spec == {"ids": tf.TensorSpec((2, 2), tf.int64),
+                                 "flag": tf.TensorSpec((2,), tf.bool),
+                                 "n": tf.TensorSpec((), tf.int32)}
+    got = _as_numpy(back)
+    # Two batches of two rows each; n = 2 rows x 2 ids = 4.
+    _assert_same(got, [{"ids": np.asarray([[3, 1], [4, 1]], np.int64),
+                        "flag": np.asarray([True, False]), "n": np.int32(4)},
+                       {"ids": np.asarray([[5, 9], [2, 6]], np.int64),
+                        "flag": np.asarray([True, True]), "n": np.int32(4)}])
+
+
+def test_failed_overwrite_keeps_the_old_samples(tmp_path):
+    out = str(tmp_path / "s")
+    good = tf.data.Dataset.from_tensor_slices({"v": tf.constant([1.0, 2.0, 3.0])}).batch(2)
+    tfrecord.write_samples(good, out)
+
+    def bad(i):
+        tf.debugging.assert_less(i, tf.constant(1, tf.int64))
+        return {"v": tf.cast(i, tf.float32)[None]}
+
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tfrecord.write_samples(tf.data.Dataset.range(3).map(bad), out, overwrite=True)
+    assert sorted(os.listdir(out)) == ["epoch-00000.tfrecord.gz", "spec.json"]
+    assert [b["v"].tolist() for b in _as_numpy(tfrecord.read_samples(out, epoch=0))] == \
+        [[1.0, 2.0], [3.0]]
+
+
+def test_write_rejects_what_it_cannot_store(tmp_path):
+    finite = tf.data.Dataset.from_tensor_slices({"v": tf.constant([1.0])})
+    with pytest.raises(ValueError, match="infinite"):
+        tfrecord.write_samples(finite.repeat(), str(tmp_path / "a"))
+    ragged = tf.data.Dataset.from_tensors({"r": tf.ragged.constant([[1], [2, 3]])})
+    with pytest.raises(ValueError, match="r: only dicts, tuples and dense tensors"):
+        tfrecord.write_samples(ragged, str(tmp_path / "b"))
+    with pytest.raises(ValueError, match="no batch"):
+        tfrecord.write_samples(finite.filter(lambda x: False), str(tmp_path / "c"))
+    assert os.listdir(tmp_path / "c") == []
+    with pytest.raises(ValueError, match=r"epoch must be .* \[0, 1\)"):
+        tfrecord.write_samples(finite, str(tmp_path / "d"))
+        tfrecord.read_samples(str(tmp_path / "d"), epoch="last")

@@ -1,0 +1,52 @@
+"""Freshness: continue a trained model on a new log; new items become retrievable."""
+
+import numpy as np
+
+from tfrecall._backend import tf
+
+
+def _log(path, rows):
+    path.write_text("user_id,item_id,timestamp\n" + "\n".join(
+        f"{u},{i},{t}" for t, (u, i) in enumerate(rows)) + "\n")
+    return str(path)
+
+
+def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tmp_path):
+    from tfrecall.recipe import RecipeConfig, load_model, run
+
+    rng = np.random.default_rng(0)
+    # Old log: 40 users, items i0..i19, each user group of 4 likes 2 items.
+    old_rows = [(f"u{u}", f"i{(u % 10) * 2 + rng.integers(2)}") for u in range(40)
+                for _ in range(6)]
+    common = dict(epochs=4, batch_size=32, model_dir=str(tmp_path / "run1"), index="brute_force",
+                  export_k=10, baselines=(), verbose=0, test_fraction=0.1)
+    run(RecipeConfig(interactions=_log(tmp_path / "old.csv", old_rows), **common),
+        log=lambda *_: None)
+    old = load_model(str(tmp_path / "run1"))
+    old_vocab = list(old.item_tower.encoder.feature_layers[0].vocabulary)
+    old_table = old.item_tower.encoder.feature_layers[0].embeddings.numpy()
+    assert "fresh" not in old_vocab
+
+    # New log: users u0..u3 now take a new item "fresh" (and their old favourites).
+    new_rows = [(f"u{u}", "fresh") for u in range(4) for _ in range(12)]
+    new_rows += [(f"u{u}", f"i{(u % 10) * 2}") for u in range(40) for _ in range(2)]
+    logs = []
+    result = run(RecipeConfig(interactions=_log(tmp_path / "new.csv", new_rows),
+                              warm_start_from=str(tmp_path / "run1"),
+                              **{**common, "model_dir": str(tmp_path / "run2")}),
+                 log=logs.append)
+    assert any("warm start: item_id: 1 new ids" in line for line in logs)
+    new = load_model(str(tmp_path / "run2"))
+    new_vocab = list(new.item_tower.encoder.feature_layers[0].vocabulary)
+    # Old ids keep their index (the new one is appended), so old rows stay aligned.
+    assert new_vocab[: len(old_vocab)] == old_vocab and new_vocab[-1] == "fresh"
+    assert new.item_tower.encoder.feature_layers[0].embeddings.shape[0] == old_table.shape[0] + 1
+    # The new export serves the new item to the users who took it, and still knows the
+    # old items that the new log never mentions (i1, i3, ... appear only in the old log).
+    sig = tf.saved_model.load(result.export_path).signatures["serving_default"]
+    out = sig(user_id=tf.constant(["u0", "u1", "u2", "u3"]))["item_ids"].numpy().astype(str)
+    assert all("fresh" in row for row in out.tolist())
+    item_sig = tf.saved_model.load(result.export_path).signatures["item_embedding"]
+    assert item_sig(item_id=tf.constant(["i1"]))["embedding"].shape == (1, 64)
+    catalogue = tf.saved_model.load(result.export_path).item_ids.numpy().astype(str)
+    assert {"i1", "fresh"} <= set(catalogue.tolist())
