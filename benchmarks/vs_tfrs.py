@@ -115,7 +115,8 @@ def main():
                           xla_in_batch=bool(args.xla),
                           item_id_feature="no_masking")  # TFRS' default keeps accidental hits
     model.adapt({"user_id": train_users.astype(object)}, {"item_id": catalogue})
-    model.compile(optimizer=keras.optimizers.Adagrad(0.1), loss=SoftmaxLoss(reduction="sum", jit_compile=bool(args.xla)))
+    model.compile(optimizer=keras.optimizers.Adagrad(0.1),
+                  loss=SoftmaxLoss(reduction="sum", jit_compile=bool(args.xla)))
     ds = samples.in_batch_dataset(
         train, samples.FeatureStore(None, "user_id", users),
         samples.FeatureStore(None, "item_id", catalogue), batch_size=args.batch_size,

@@ -103,7 +103,7 @@ class RecipeConfig:
     export: bool = True
     index: str = "scann"
     export_k: int = 100
-    jit_compile: bool = True  # XLA for the loss and the (B, B) in-batch scores
+    jit_compile: bool = False  # XLA for the loss and the (B, B) in-batch scores (slower on CPU)
     warm_start_from: Optional[str] = None  # a model_dir to continue from (new logs)
     strategy: str = "default"  # default | mirrored | multi_worker (reads TF_CONFIG)
     seed: int = 0

@@ -74,7 +74,7 @@ class TwoTowerModel(keras.Model):
         item_id_feature: str = "item_id",
         user_id_feature: str = "user_id",
         cross_replica_negatives: bool = True,
-        xla_in_batch: bool = True,
+        xla_in_batch: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
