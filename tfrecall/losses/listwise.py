@@ -17,7 +17,7 @@ _Pair = Tuple[tf.Tensor, tf.Tensor]
 
 
 def _cross_entropy(targets: tf.Tensor, logits: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
-    """``-sum_i t_i log softmax(s)_i`` over valid items, ``(B,)``; t is 0 off ``valid``.
+    """``-sum_i t_i log softmax(s)_i`` over valid items, ``(B,)``; t must be 0 off ``valid``.
 
     TensorFlow's fused softmax cross-entropy kernel: a few passes over ``(B, L)`` where
     the unfused log-softmax, product and mask take about ten, which dominates a step
@@ -25,7 +25,8 @@ def _cross_entropy(targets: tf.Tensor, logits: tf.Tensor, valid: tf.Tensor) -> t
     logit is MIN_FLOAT, so its probability is exactly 0 and, with a 0 target, it gets
     neither loss nor gradient.
     """
-    targets = tf.stop_gradient(tf.where(valid, targets, tf.zeros_like(targets)))
+    # Callers give targets that are 0 off `valid` (a target there would meet MIN_FLOAT).
+    targets = tf.stop_gradient(targets)
     return tf.nn.softmax_cross_entropy_with_logits(
         labels=targets, logits=lists.mask_logits(logits, valid), axis=-1)
 
@@ -49,9 +50,14 @@ def _softmax(labels, logits, mask=None) -> _Pair:
     """
     labels, logits = check_lists(labels, logits)
     valid = lists.valid_mask(labels, mask)
-    positive = tf.where(valid, tf.nn.relu(labels), tf.zeros_like(labels))
-    targets = tf.math.divide_no_nan(positive, tf.reduce_sum(positive, axis=-1, keepdims=True))
-    return _cross_entropy(targets, logits, valid), _has_positive(labels, valid)
+    # relu already zeroes padding (label < 0); only an explicit mask needs a `where`. Every
+    # (B, L) pass counts: with in-batch negatives L = B.
+    positive = tf.nn.relu(labels)
+    if mask is not None:
+        positive = tf.where(valid, positive, tf.zeros_like(positive))
+    total = tf.reduce_sum(positive, axis=-1, keepdims=True)
+    targets = tf.math.divide_no_nan(positive, total)
+    return _cross_entropy(targets, logits, valid), total[:, 0] > 0
 
 
 def softmax_loss(labels: tf.Tensor, logits: tf.Tensor, mask: Optional[tf.Tensor] = None):
