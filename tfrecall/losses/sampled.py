@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 from tfrecall._backend import register, tf
 from tfrecall.losses import lists
 from tfrecall.losses.base import ListLoss, Reduction, check_lists
-from tfrecall.losses.listwise import _softmax
+from tfrecall.losses.listwise import SoftmaxLoss, _softmax
 
 _Pair = Tuple[tf.Tensor, tf.Tensor]
 
@@ -167,7 +167,7 @@ class NegativeSamplingLoss(ListLoss):
 
 
 @register
-class NCELoss(ListLoss):
+class NCELoss(NegativeSamplingLoss):
     """NEG on logits already corrected by ``-log Q(item)`` (the model applies it).
 
     ``requires_log_q = True``: the model subtracts the batch's ``log_q`` from the
@@ -179,17 +179,14 @@ class NCELoss(ListLoss):
       name: loss name.
     """
 
-    requires_log_q = True
+    requires_log_q = True  # the only difference from NegativeSamplingLoss
 
     def __init__(self, reduction: str = Reduction.AUTO, name: str = "nce_loss", **kwargs):
         super().__init__(reduction=reduction, name=name, **kwargs)
 
-    def per_list(self, y_true, y_pred):
-        return _negative_sampling(y_true, y_pred)
-
 
 @register
-class SampledSoftmaxLoss(ListLoss):
+class SampledSoftmaxLoss(SoftmaxLoss):
     """Sampled softmax over the positive and sampled negatives, on corrected logits.
 
     ``requires_log_q = True``: the model subtracts the batch's ``log_q`` from the
@@ -202,15 +199,12 @@ class SampledSoftmaxLoss(ListLoss):
       name: loss name.
     """
 
-    requires_log_q = True
+    requires_log_q = True  # the only difference from SoftmaxLoss
 
     def __init__(
         self, reduction: str = Reduction.AUTO, name: str = "sampled_softmax_loss", **kwargs
     ):
         super().__init__(reduction=reduction, name=name, **kwargs)
-
-    def per_list(self, y_true, y_pred):
-        return _softmax(y_true, y_pred)
 
 
 __all__ = [
