@@ -22,6 +22,13 @@ Scores are `cos(u, v) / temperature` (similarity "cosine", towers L2-normalize) 
 logits become `score - log_q` (Yi et al., RecSys 2019, eq. 3) before the loss; for
 in-batch negatives `log_q` is `(B, 1)`, the probability of each row's positive
 appearing in a batch, applied per column. `predict` and serving use the raw score.
+
+Fused in-batch softmax: when the only loss is `SoftmaxLoss` (or `SampledSoftmaxLoss`,
+the same math on corrected logits), no metric needs the logits and no loss weights are
+set, `fit` and `evaluate` compute the in-batch loss with
+`tfrecall.losses.in_batch.in_batch_softmax`, which never materializes the `(B, B)`
+matrix (same value and gradients, a fraction of the memory traffic). Anything else
+takes the general path through `logits_and_labels`; `fused_in_batch=False` forces it.
 """
 
 from __future__ import annotations
@@ -30,7 +37,10 @@ from typing import Optional, Sequence
 
 from tfrecall._backend import keras, register, tf
 from tfrecall.config import FeatureSpec, TowerConfig
+from tfrecall.losses.base import Reduction, reduce_lists
+from tfrecall.losses.in_batch import in_batch_softmax
 from tfrecall.losses.lists import correct_log_q, remove_accidental_hits
+from tfrecall.losses.listwise import SoftmaxLoss
 from tfrecall.models.mixed import mixed_logits_and_labels
 from tfrecall.models.tower import Tower
 
@@ -52,6 +62,8 @@ class TwoTowerModel(keras.Model):
       cross_replica_negatives: under a multi-replica `tf.distribute` strategy, score
         each replica's users against the positives of ALL replicas (an all-gather), so
         the softmax sees the global batch's negatives, as on one device.
+      xla_in_batch: compute the `(B, B)` in-batch scores with XLA (general path only).
+      fused_in_batch: allow the fused in-batch softmax (see the module docstring).
 
     Call arguments:
       inputs: {"user": {name: (B,)}, "items": {name: (B, L)}}.
@@ -75,6 +87,7 @@ class TwoTowerModel(keras.Model):
         user_id_feature: str = "user_id",
         cross_replica_negatives: bool = True,
         xla_in_batch: bool = False,
+        fused_in_batch: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -102,6 +115,8 @@ class TwoTowerModel(keras.Model):
         self.user_id_feature = user_id_feature
         self.cross_replica_negatives = bool(cross_replica_negatives)
         self.xla_in_batch = bool(xla_in_batch)
+        self.fused_in_batch = bool(fused_in_batch)
+        self._loss_fuses = False  # set by compile
         self._in_batch_scores = (
             tf.function(self._in_batch_scores_eager, jit_compile=True)
             if self.xla_in_batch else self._in_batch_scores_eager
@@ -161,19 +176,9 @@ class TwoTowerModel(keras.Model):
         users = self.user_tower(x["user"], training=training)
         log_q = x.get("log_q")
         if self.in_batch_negatives:
-            positives = {name: value[:, 0] for name, value in items.items()}
-            cands = self.item_tower(positives, training=training)  # (B, D)
-            # Ids compare as 64-bit keys: (B, B) string equality costs more than the rest
-            # of the step, and collectives carry no strings. A collision (p ~ B^2 / 2^63)
-            # would only mask one more negative.
-            cand_keys = row_keys = None if ids is None else _id_keys(ids[:, 0])
-            cand_log_q = None if log_q is None else tf.cast(log_q, cands.dtype)[:, 0]
-            labels = tf.eye(tf.shape(cands)[0], dtype=cands.dtype)  # (B, B)
-            context = tf.distribute.get_replica_context()
-            if (self.cross_replica_negatives and tf.distribute.has_strategy()
-                    and context is not None and context.num_replicas_in_sync > 1):
-                cands, cand_keys, cand_log_q, labels = _gather_replicas(
-                    context, cands, cand_keys, cand_log_q)
+            cands, positive, row_keys, cand_keys, cand_log_q = self._in_batch_candidates(
+                x, training)
+            labels = tf.one_hot(positive, tf.shape(cands)[0], dtype=cands.dtype)  # (B, G)
             return self._in_batch_scores(users, cands, labels, row_keys, cand_keys, cand_log_q)
         if y is None:
             raise ValueError("a batch without labels needs in_batch_negatives=True")
@@ -189,6 +194,27 @@ class TwoTowerModel(keras.Model):
             has_positive = tf.reduce_max(labels, axis=-1, keepdims=True) > 0
             labels = tf.where(has_positive, masked, labels)
         return correct_log_q(logits, log_q), labels
+
+    def _in_batch_candidates(self, x, training):
+        """The in-batch candidates: `(cands (G, D), positive (B,), row_keys, cand_keys,
+        cand_log_q)`; G = B, or the global batch when replicas share negatives."""
+        items = x["items"]
+        ids = items.get(self.item_id_feature)
+        log_q = x.get("log_q")
+        positives = {name: value[:, 0] for name, value in items.items()}
+        cands = self.item_tower(positives, training=training)  # (B, D)
+        # Ids compare as 64-bit keys: (B, B) string equality costs more than the rest
+        # of the step, and collectives carry no strings. A collision (p ~ B^2 / 2^63)
+        # would only mask one more negative.
+        cand_keys = row_keys = None if ids is None else _id_keys(ids[:, 0])
+        cand_log_q = None if log_q is None else tf.cast(log_q, cands.dtype)[:, 0]
+        positive = tf.range(tf.shape(cands)[0])
+        context = tf.distribute.get_replica_context()
+        if (self.cross_replica_negatives and tf.distribute.has_strategy()
+                and context is not None and context.num_replicas_in_sync > 1):
+            cands, cand_keys, cand_log_q, positive = _gather_replicas(
+                context, cands, cand_keys, cand_log_q)
+        return cands, positive, row_keys, cand_keys, cand_log_q
 
     def _in_batch_scores_eager(self, users, cands, labels, row_keys, cand_keys, cand_log_q):
         """`(B, G)` logits and labels from embeddings; G = candidates (B, or global)."""
@@ -208,9 +234,60 @@ class TwoTowerModel(keras.Model):
                 "without sampling-bias correction (e.g. SoftmaxLoss)"
             )
 
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None, **kwargs):
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        loss_weights=loss_weights, weighted_metrics=weighted_metrics, **kwargs)
+        # The fused in-batch path replaces "logits -> loss" for the one loss whose math it
+        # implements (SoftmaxLoss' per-list cross-entropy, inherited unchanged), and only
+        # when nothing else (a metric, a loss weight) needs the logits.
+        self._loss_fuses = (
+            isinstance(loss, SoftmaxLoss) and type(loss).per_list is SoftmaxLoss.per_list
+            and loss.reduction != Reduction.NONE and loss_weights is None
+            and not metrics and not weighted_metrics
+        )
+
+    def _fuses(self, x) -> bool:
+        """True when this batch's loss goes through the fused in-batch softmax."""
+        return (self._loss_fuses and self.fused_in_batch and self.in_batch_negatives
+                and not self.xla_in_batch and not _has_sampled_negatives(x))
+
+    def _fused_loss(self, x, sample_weight, training):
+        """The compiled loss of an in-batch batch, without the `(B, B)` matrix.
+
+        Mirrors what `Model.compute_loss` (Keras' loss container) does with a single
+        loss: the loss' own reduction, the "loss" metric, regularization losses, and
+        the per-replica scaling of mean reductions under a strategy.
+        """
+        users = self.user_tower(x["user"], training=training) / self.temperature
+        cands, positive, row_keys, cand_keys, cand_log_q = self._in_batch_candidates(
+            x, training)
+        per_list = in_batch_softmax(users, cands, positive, cand_log_q, row_keys, cand_keys)
+        container = self.compiled_loss
+        if not container.built:
+            container.build(per_list)
+        # Every in-batch row has its positive (the diagonal), so every row scores.
+        value = reduce_lists(per_list, tf.ones_like(per_list, tf.bool), sample_weight,
+                             self.loss.reduction)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        tracked = value * replicas if self.loss.reduction == Reduction.SUM else value
+        if self.loss.reduction != Reduction.SUM:
+            value = value / replicas
+        if self.losses:
+            regularization = tf.add_n([tf.cast(r, value.dtype) for r in self.losses])
+            tracked += regularization
+            value += regularization / replicas
+        container.metrics[0].update_state(tracked, sample_weight=tf.shape(per_list)[0])
+        return value
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_log_q(x)
+        if self._fuses(x):
+            with tf.GradientTape() as tape:
+                loss = self._fused_loss(x, sample_weight, training=True)
+            self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+            return self.get_metrics_result()
         with tf.GradientTape() as tape:
             logits, labels = self.logits_and_labels(x, y, training=True)
             loss = self.compute_loss(x, labels, logits, sample_weight)
@@ -220,6 +297,9 @@ class TwoTowerModel(keras.Model):
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         self._check_log_q(x)
+        if self._fuses(x):
+            self._fused_loss(x, sample_weight, training=False)
+            return self.get_metrics_result()
         logits, labels = self.logits_and_labels(x, y, training=False)
         self.compute_loss(x, labels, logits, sample_weight)
         return self.compute_metrics(x, labels, logits, sample_weight)
@@ -235,6 +315,7 @@ class TwoTowerModel(keras.Model):
             "user_id_feature": self.user_id_feature,
             "cross_replica_negatives": self.cross_replica_negatives,
             "xla_in_batch": self.xla_in_batch,
+            "fused_in_batch": self.fused_in_batch,
             "name": self.name,
         }
 
@@ -257,9 +338,10 @@ def _id_keys(ids: tf.Tensor) -> tf.Tensor:
 
 
 def _gather_replicas(context, cands, cand_ids, cand_log_q):
-    """All-gathers in-batch candidates across replicas; labels mark this replica's own block.
+    """All-gathers in-batch candidates across replicas; positives are this replica's block.
 
-    Returns `(cands (G, D), ids (G,), log_q (G,), labels (B, G))` with G the global batch.
+    Returns `(cands (G, D), ids (G,), log_q (G,), positive (B,))` with G the global batch
+    and `positive[i]` the column of row i's own positive.
     Ids travel as their int64 keys (`_id_keys`). The all-gather is differentiable: gradients
     flow back to the replica that embedded each candidate.
     """
@@ -272,5 +354,4 @@ def _gather_replicas(context, cands, cand_ids, cand_log_q):
         cand_ids = context.all_gather(cand_ids, axis=0)
     if cand_log_q is not None:
         cand_log_q = context.all_gather(cand_log_q, axis=0)
-    labels = tf.one_hot(offset + tf.range(local), tf.shape(cands)[0], dtype=cands.dtype)
-    return cands, cand_ids, cand_log_q, labels
+    return cands, cand_ids, cand_log_q, offset + tf.range(local)
