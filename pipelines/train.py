@@ -19,6 +19,7 @@ import sys
 from absl import app, flags, logging
 
 import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfrecall.cluster import SERVER_TASKS, serve, task_of
 from tfrecall.config import TowerConfig
 from tfrecall.data.readers import DataError
 from tfrecall.data.training import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
@@ -105,7 +106,13 @@ flags.DEFINE_string("warm_start_from", None,
 flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES),
                   "tf.distribute strategy: default (one device), mirrored (all local devices), "
                   "multi_worker (MultiWorkerMirroredStrategy; cluster from TF_CONFIG, run the "
-                  "same command on every worker).")
+                  "same command on every worker), parameter_server (ParameterServerStrategy; "
+                  "cluster of chief/worker/ps from TF_CONFIG: the chief trains, a worker or ps "
+                  "task serves, as python -m pipelines.ps_server does).")
+flags.DEFINE_integer("ps_min_shard_bytes", _D.ps_min_shard_bytes,
+                     "--strategy=parameter_server: a variable larger than this is split "
+                     "row-wise into ceil(bytes / this) shards, at most one per ps task, so the "
+                     "id-embedding tables are sharded and small kernels stay whole.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of initialisation, shuffling and sampling.")
 flags.DEFINE_integer("verbose", _D.verbose, "Keras fit verbosity (0 silent, 1 progress bar).")
 
@@ -163,6 +170,7 @@ def config_from_flags() -> RecipeConfig:
         jit_compile=FLAGS.jit_compile,
         warm_start_from=FLAGS.warm_start_from,
         strategy=FLAGS.strategy,
+        ps_min_shard_bytes=FLAGS.ps_min_shard_bytes,
         seed=FLAGS.seed,
         verbose=FLAGS.verbose,
     )
@@ -174,6 +182,9 @@ def main(argv):
     # TensorFlow's INFO records (checkpoint sharding, signature renaming) drown the summary.
     logging.set_verbosity(logging.WARNING)
     try:
+        if FLAGS.strategy == "parameter_server" and task_of()[0] in SERVER_TASKS:
+            # A worker or ps of the cluster: serve the chief's training (never returns).
+            serve()
         config = config_from_flags()
         result = run(config)
     except (DataError, ValueError, FileNotFoundError) as e:

@@ -15,6 +15,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfrecall import cluster
 from tfrecall import losses as losses_lib
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
@@ -37,7 +38,7 @@ from tfrecall.serving.export import export_saved_model
 
 VIEWS = training_lib.VIEWS  # in_batch, pointwise, pairwise, listwise, distill
 SPLITS = ("random", "temporal", "leave_last")
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
 
 # Loss name -> (class, the views it trains on).
 LOSSES = {
@@ -105,7 +106,9 @@ class RecipeConfig:
     export_k: int = 100
     jit_compile: bool = False  # XLA for the loss and the (B, B) in-batch scores (slower on CPU)
     warm_start_from: Optional[str] = None  # a model_dir to continue from (new logs)
-    strategy: str = "default"  # default | mirrored | multi_worker (reads TF_CONFIG)
+    strategy: str = "default"  # default | mirrored | multi_worker | parameter_server (TF_CONFIG)
+    # parameter_server: variables larger than this are split over the ps tasks.
+    ps_min_shard_bytes: int = cluster.DEFAULT_MIN_SHARD_BYTES
     seed: int = 0
     verbose: int = 1
 
@@ -123,7 +126,8 @@ class RecipeConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
-        for name in ("batch_size", "epochs", "num_negatives", "export_k", "id_embedding_dim"):
+        for name in ("batch_size", "epochs", "num_negatives", "export_k", "id_embedding_dim",
+                     "ps_min_shard_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.list_size < 2:
@@ -131,6 +135,12 @@ class RecipeConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         self.sampling()  # the sampling fields, checked by their owner
+        if self.strategy == "parameter_server" and self.frequency == "streaming":
+            # The streaming estimator is a tf.Variable updated inside the input pipeline;
+            # ClusterCoordinator forbids variables in the per-worker dataset function.
+            raise ValueError("frequency='streaming' keeps state in the input pipeline, which "
+                             "strategy 'parameter_server' cannot (each worker builds its own "
+                             "pipeline); use frequency='exact'")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -314,6 +324,8 @@ def needs_ranker(config: RecipeConfig) -> bool:
 def run(config: RecipeConfig, log=print) -> RunResult:
     """Trains, evaluates and exports; returns the figures (see `RunResult`)."""
     wall_start = time.time()
+    if config.strategy == "parameter_server":
+        cluster.read_tf_config()  # a bad cluster fails now, not after the data is read
     keras.utils.set_random_seed(config.seed)
     world = synthetic_world(config) if config.interactions is None else None
     data = world.data if world is not None else load_recall_data(config)
@@ -338,8 +350,9 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     # unseen ids of production (OOV), and the catalogue's item features are all known.
     train_users = set(train.interactions["user_id"].tolist())
     user_adapt = {k: v[np.isin(user_ids, list(train_users))] for k, v in user_table.items()}
-    strategy = make_strategy(config.strategy)
+    strategy = make_strategy(config.strategy, config.ps_min_shard_bytes)
     chief = is_chief(strategy)
+    parameter_server = config.strategy == "parameter_server"
     with strategy.scope():
         if config.warm_start_from:
             # Continue the old model: its architecture and weights, vocabularies grown
@@ -355,20 +368,50 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     # ranker_score of their logged rows (see tfrecall.data.training).
     ranker = (synthetic.ranker_lists(world) if world is not None and needs_ranker(config)
               else None)
-    samples = training_lib.TrainingSamples(
-        train, catalogue, user_store, item_store, config.sampling(loss.requires_log_q),
-        config.batch_size, ranker_lists=ranker)
+    sampling = config.sampling(loss.requires_log_q)
+
+    def training_dataset(sampling):
+        samples = training_lib.TrainingSamples(
+            train, catalogue, user_store, item_store, sampling, config.batch_size,
+            ranker_lists=ranker)
+        dataset = samples.dataset
+        if config.history_items:
+            dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),
+                                  num_parallel_calls=tf.data.AUTOTUNE)
+        return samples, dataset
+
+    samples, dataset = training_dataset(sampling)
     log(samples.describe())
-    dataset = samples.dataset
-    if config.history_items:
-        dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+    # One iterator over a repeated dataset: Keras would otherwise build a new iterator
+    # (and re-trace the input functions) every epoch. Each pass draws fresh negatives.
+    fit_input = dataset.repeat()
+    if parameter_server:
+        # Each worker builds its own input pipeline: ClusterCoordinator traces this function
+        # and runs it on every worker (Keras 2 fit under ParameterServerStrategy takes a
+        # DatasetCreator). Workers draw their own order and negatives (seed + worker), so
+        # they do not train on the same batches in lockstep.
+        def dataset_fn(context: tf.distribute.InputContext):
+            seed = sampling.seed + context.input_pipeline_id
+            return training_dataset(dataclasses.replace(sampling, seed=seed))[1].repeat()
+
+        fit_input = keras.utils.experimental.DatasetCreator(dataset_fn)
     with strategy.scope():
         model.compile(optimizer=_optimizer(config), loss=loss)
         # Build the variables before fit, so BackupAndRestore can restore into them.
         model(next(iter(dataset.take(1)))[0])
 
     os.makedirs(config.model_dir, exist_ok=True)
+    if parameter_server:
+        # One replica per worker step: TwoTowerModel's cross-replica gather of in-batch
+        # negatives is skipped (it needs num_replicas_in_sync > 1).
+        jobs = cluster.read_tf_config()["cluster"]
+        log(f"parameter_server: {len(jobs['worker'])} worker(s), {len(jobs['ps'])} ps, "
+            f"replicas per step: {strategy.num_replicas_in_sync}")
+        layout = cluster.variable_layout(model)
+        log(cluster.describe_layout(layout))
+        with open(os.path.join(config.model_dir, "variable_layout.json"), "w") as f:
+            json.dump(layout, f, indent=1)
+
     backup_dir = os.path.join(config.model_dir, "backup")
     if os.path.isdir(backup_dir) and os.listdir(backup_dir):
         log(f"resuming from the backup in {backup_dir} (an earlier run of this model_dir "
@@ -384,9 +427,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), profile_batch=0),
     ]
     fit_start = time.time()
-    # One iterator over a repeated dataset: Keras would otherwise build a new iterator
-    # (and re-trace the input functions) every epoch. Each pass draws fresh negatives.
-    history = model.fit(dataset.repeat(), epochs=config.epochs,
+    history = model.fit(fit_input, epochs=config.epochs,
                         steps_per_epoch=samples.info.batches_per_epoch, callbacks=callbacks,
                         verbose=config.verbose)
     train_seconds = time.time() - fit_start
@@ -444,11 +485,13 @@ def _union(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.concatenate([first, np.asarray(extra, dtype=object)]) if extra else first
 
 
-def make_strategy(name: str):
+def make_strategy(name: str, ps_min_shard_bytes: int = cluster.DEFAULT_MIN_SHARD_BYTES):
     """The tf.distribute strategy named by `RecipeConfig.strategy`.
 
     "multi_worker" reads the cluster from the TF_CONFIG environment variable (see
-    docs/distributed.md); every worker runs the same command.
+    docs/distributed.md); every worker runs the same command. "parameter_server" also
+    reads TF_CONFIG; this process must be its chief (the coordinator), the workers and
+    parameter servers run `python -m pipelines.ps_server` (`tfrecall.cluster`).
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -459,6 +502,8 @@ def make_strategy(name: str):
             raise ValueError("strategy 'multi_worker' needs the TF_CONFIG environment variable "
                              "(cluster and task); see docs/distributed.md")
         return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "parameter_server":
+        return cluster.parameter_server_strategy(ps_min_shard_bytes)
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
 
 

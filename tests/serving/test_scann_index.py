@@ -72,8 +72,9 @@ def test_scann_export_agrees_with_exact_search_on_100k_items(tmp_path, subproces
     # distribution promises nothing for another): the served top 10 against numpy search.
     eval_ids, eval_genres = users["user_id"][half:], users["genre"][half:]
     env = {k: v for k, v in subprocess_env.items() if k != "TF_USE_LEGACY_KERAS"}
-    out = subprocess.run([sys.executable, "-c", LOADER, path, json.dumps([eval_ids.tolist(), eval_genres.tolist()])],
-                         capture_output=True, text=True, env=env, timeout=300)
+    queries = json.dumps([eval_ids.tolist(), eval_genres.tolist()])
+    out = subprocess.run([sys.executable, "-c", LOADER, path, queries], capture_output=True,
+                         text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads(out.stdout.splitlines()[-1])
     served = np.array([[int(i[1:]) for i in row] for row in rows])
