@@ -4,8 +4,9 @@ For the synthetic default world (with its ranker lists) and ml-latest-small (ski
 with a message when absent), prints samples/s and batches/s of each view/negative mix
 of `tfrecall.data.training`, each timed over whole epochs (iterator creation included:
 Keras makes one per epoch), and the training step rate of the recipe's default model
-(in-batch softmax, batch 1024) timed over 20 steps on cached batches. The acceptance
-bar: the default input pipeline delivers >= 5x the batches the model consumes.
+(in-batch softmax, the recipe's default batch) timed over 20 steps on cached
+batches. The acceptance bar: the default input pipeline delivers >= 5x the batches the
+model consumes.
 
     python benchmarks/samples.py [--epochs=3] [--steps=20]
 

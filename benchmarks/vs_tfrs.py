@@ -11,6 +11,12 @@ matrix) and, as the ablation, the dense path (`fused_in_batch=False`). Prints
 examples/s, wall time and held-out Recall@10/50/100 (random 80/20 split, seed 42, every
 rating an interaction, training items excluded) for both, and the ratios. Then runs the
 default tfrecall recipe (`python -m pipelines.train` defaults) for its time-to-quality.
+
+A fit here is ~30 steps of ~0.3 s, so one timing moves +-30% with whatever else the two
+cores do; `--repeats` (default 3) fits every model that many times, interleaved (TFRS,
+tfrecall, dense, TFRS, ...), each from a fresh model, and reports the median time and
+the ratio of medians beside every per-round ratio. Quality is the same in every round
+(same seed), and is reported from the first.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8192)
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed fits per model, interleaved; medians are reported")
     parser.add_argument("--xla", type=int, default=0,
                         help="1: tfrecall's (B, B) scores and loss through XLA")
     args = parser.parse_args()
@@ -94,15 +102,16 @@ def main():
           f"Adagrad 0.1, dim {args.dim}; cores: {os.cpu_count()}")
 
     # --- TFRS (the tutorial's pipeline: shuffle, batch, cache) -------------------------
-    keras.utils.set_random_seed(args.seed)
-    tfrs_model = tfrs_retrieval(train_users, catalogue.astype(str), args.dim)
-    tfrs_model.compile(optimizer=keras.optimizers.Adagrad(0.1))
-    tfrs_ds = (tf.data.Dataset.from_tensor_slices({"user_id": u_train, "item_id": i_train})
-               .shuffle(100_000, seed=args.seed).batch(args.batch_size).cache())
-    tfrs_seconds = timed_fit(tfrs_model, tfrs_ds, args.epochs)
-    tfrs_metrics = evaluate_embeddings_on(
-        eval_set, tfrs_model.user_model(users.astype(str)).numpy(),
-        tfrs_model.item_model(catalogue.astype(str)).numpy(), KS)
+    def tfrs_run():
+        keras.utils.set_random_seed(args.seed)
+        model = tfrs_retrieval(train_users, catalogue.astype(str), args.dim)
+        model.compile(optimizer=keras.optimizers.Adagrad(0.1))
+        ds = (tf.data.Dataset.from_tensor_slices({"user_id": u_train, "item_id": i_train})
+              .shuffle(100_000, seed=args.seed).batch(args.batch_size).cache())
+        seconds = timed_fit(model, ds, args.epochs)
+        return seconds, evaluate_embeddings_on(
+            eval_set, model.user_model(users.astype(str)).numpy(),
+            model.item_model(catalogue.astype(str)).numpy(), KS)
 
     # --- tfrecall, configured identically ----------------------------------------------
     def tower(name, key):
@@ -129,19 +138,32 @@ def main():
             eval_set, embed_users(model, {"user_id": users}),
             embed_items(model, {"item_id": catalogue}), KS)
 
-    ours_seconds, ours_metrics = ours(True)
-    dense_seconds, dense_metrics = ours(False)
-    rows = [("TFRS basic retrieval", tfrs_seconds, tfrs_metrics),
-            ("tfrecall, same config", ours_seconds, ours_metrics),
-            ("tfrecall, dense (B, B) path (ablation)", dense_seconds, dense_metrics)]
-    print("\n| run | examples/s | fit s | R@10 | R@50 | R@100 |")
-    print("|---|---|---|---|---|---|")
-    for name, seconds, m in rows:
-        print(f"| {name} | {n * args.epochs / seconds:,.0f} | {seconds:.1f} | "
-              f"{m['recall@10']:.4f} | {m['recall@50']:.4f} | {m['recall@100']:.4f} |")
-    print(f"\ndense-path ablation: {tfrs_seconds / dense_seconds:.2f}x TFRS")
-    print(f"speed ratio tfrecall/TFRS: {tfrs_seconds / ours_seconds:.2f}x; "
-          f"R@100 difference: {ours_metrics['recall@100'] - tfrs_metrics['recall@100']:+.4f}")
+    runs = {"TFRS basic retrieval": tfrs_run,
+            "tfrecall, same config": lambda: ours(True),
+            "tfrecall, dense (B, B) path (ablation)": lambda: ours(False)}
+    times = {name: [] for name in runs}
+    quality = {}
+    for _ in range(args.repeats):
+        for name, fit in runs.items():
+            seconds, metrics = fit()
+            times[name].append(seconds)
+            quality.setdefault(name, metrics)
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    print(f"\n| run | examples/s (median of {args.repeats}) | fit s (median) | fit s (each) "
+          "| R@10 | R@50 | R@100 |")
+    print("|---|---|---|---|---|---|---|")
+    for name in runs:
+        m = quality[name]
+        each = ", ".join(f"{t:.1f}" for t in times[name])
+        print(f"| {name} | {n * args.epochs / median[name]:,.0f} | {median[name]:.1f} | "
+              f"{each} | {m['recall@10']:.4f} | {m['recall@50']:.4f} | {m['recall@100']:.4f} |")
+    tfrs_name, ours_name, dense_name = runs
+    per_round = ", ".join(f"{a / b:.2f}" for a, b in zip(times[tfrs_name], times[ours_name],
+                                                          strict=True))
+    print(f"\ndense-path ablation: {median[tfrs_name] / median[dense_name]:.2f}x TFRS")
+    print(f"speed ratio tfrecall/TFRS: {median[tfrs_name] / median[ours_name]:.2f}x "
+          f"(ratio of medians; per round: {per_round}); R@100 difference: "
+          f"{quality[ours_name]['recall@100'] - quality[tfrs_name]['recall@100']:+.4f}")
 
     # --- time to quality of the default recipe ------------------------------------------
     with tempfile.TemporaryDirectory() as tmp:
