@@ -89,6 +89,9 @@ def main():
     user_table = recipe.user_feature_table(data, train, user_ids, config)
     item_table = recipe._entity_table(data.items, catalogue, "item_id")
     user_specs, item_specs = recipe.build_specs(data, config)
+    # The recipe's item id vocabulary: items with item_id_min_count training positives.
+    item_specs, item_adapt = recipe.item_adapt_table(item_specs, item_table, train,
+                                                     log=lambda *_: None)
     train_users = np.isin(user_ids, np.unique(train.interactions["user_id"]))
     user_adapt = {k: v[train_users] for k, v in user_table.items()}
     users = FeatureStore(user_table, "user_id", user_ids)
@@ -112,7 +115,7 @@ def main():
             model = MixedTwoTower.from_specs(
                 user_specs, item_specs, tower=config.tower, similarity=config.similarity,
                 temperature=config.temperature, in_batch_negatives=True)
-            model.adapt(user_adapt, item_table)
+            model.adapt(user_adapt, item_adapt)
             model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                           loss=recipe.make_loss("softmax"))
             samples = TrainingSamples(train, catalogue, users, items,

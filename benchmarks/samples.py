@@ -17,6 +17,7 @@ best of ``--epochs`` timed passes after a warm-up pass.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -33,7 +34,10 @@ from tfrecall.data.training import SamplingConfig, TrainingSamples
 ML_LATEST_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
 
 BUILDERS = [
-    ("in_batch (default)", dict()),
+    # First: the recipe's default (`RecipeConfig.resolve_negatives`), the bar's reference.
+    ("in_batch + uniform x256 (recipe default)", dict(negatives="in_batch,uniform",
+                                                      num_negatives=256)),
+    ("in_batch only", dict()),
     ("in_batch + uniform x1024 (mixed)", dict(negatives="in_batch,uniform", num_negatives=1024)),
     ("in_batch + popularity + hard", dict(negatives="in_batch,popularity,hard",
                                           num_negatives=1024)),
@@ -93,11 +97,14 @@ def train_step_rate(data, config: recipe.RecipeConfig, steps: int):
     train, catalogue, user_ids, user_table, (users, items) = _setup(data, config)
     item_table = recipe._entity_table(data.items, catalogue, "item_id")
     user_specs, item_specs = recipe.build_specs(data, config)
-    model = recipe.build_model(user_specs, item_specs, user_table, item_table, config)
+    item_specs, item_adapt = recipe.item_adapt_table(item_specs, item_table, train,
+                                                     log=lambda *_: None)
+    model = recipe.build_model(user_specs, item_specs, user_table, item_adapt, config)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=recipe.make_loss(config.loss))
     ds = TrainingSamples(train, catalogue, users, items,
-                         SamplingConfig(seed=config.seed, drop_remainder=True),
+                         dataclasses.replace(config.sampling(catalogue_size=len(catalogue)),
+                                             drop_remainder=True),
                          config.batch_size).dataset
     batches = list(ds.repeat().take(steps))
     # In memory, so the timed fit measures the model's step, not the input.

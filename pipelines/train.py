@@ -24,7 +24,16 @@ from tfrecall.config import TowerConfig
 from tfrecall.data.readers import DataError
 from tfrecall.data.training import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
 from tfrecall.evaluation.report import format_table
-from tfrecall.recipe import LOSSES, SPLITS, STRATEGIES, VIEWS, RecipeConfig, run
+from tfrecall.recipe import (
+    DEFAULT_NEGATIVES_PER_POSITIVE,
+    DEFAULT_SHARED_NEGATIVES,
+    LOSSES,
+    SPLITS,
+    STRATEGIES,
+    VIEWS,
+    RecipeConfig,
+    run,
+)
 
 _D = RecipeConfig()
 _T = TowerConfig()
@@ -54,8 +63,13 @@ flags.DEFINE_enum("view", _D.view, list(VIEWS), FLAG_HELP["view"])
 flags.DEFINE_enum("loss", _D.loss, sorted(LOSSES), "Loss; must fit the view.")
 flags.DEFINE_boolean("log_q", _D.log_q,
                      "Correct training logits by log Q(item) (sampling-bias correction).")
-flags.DEFINE_string("negatives", _D.negatives, FLAG_HELP["negatives"])
-flags.DEFINE_integer("num_negatives", _D.num_negatives, FLAG_HELP["num_negatives"])
+flags.DEFINE_string("negatives", _D.negatives,
+                    FLAG_HELP["negatives"] + " Unset, this pipeline mixes in_batch,uniform "
+                    "for the in_batch view.")
+flags.DEFINE_integer("num_negatives", _D.num_negatives,
+                     FLAG_HELP["num_negatives"] + f" Unset: {DEFAULT_SHARED_NEGATIVES} shared "
+                     f"(at most the catalogue) in the in_batch view, "
+                     f"{DEFAULT_NEGATIVES_PER_POSITIVE} per positive elsewhere.")
 flags.DEFINE_integer("list_size", _D.list_size, FLAG_HELP["list_size"])
 flags.DEFINE_enum("list_mode", _D.list_mode, list(LIST_MODES), FLAG_HELP["list_mode"])
 flags.DEFINE_enum("pairwise_mode", _D.pairwise_mode, list(PAIRWISE_MODES),
@@ -77,6 +91,10 @@ flags.DEFINE_list("hidden_units", [str(u) for u in _T.hidden_units],
 flags.DEFINE_integer("embedding_dim", _T.output_dim, "Output embedding width of the towers.")
 flags.DEFINE_float("dropout", _T.dropout, "Dropout after each hidden layer.")
 flags.DEFINE_integer("id_embedding_dim", _D.id_embedding_dim, "Width of id embeddings.")
+flags.DEFINE_integer("item_id_min_count", _D.item_id_min_count,
+                     "Item ids with fewer training positives share the OOV embedding row and "
+                     "are scored by their features (the long tail, new items); 1 gives every "
+                     "item with a positive its own row. A --feature_config min_count wins.")
 flags.DEFINE_integer("history_items", _D.history_items,
                      "Add the user's last N training positives as a multi-valued user feature "
                      "'history' (leave-one-out in training; serving feeds it); 0 disables.")
@@ -158,6 +176,7 @@ def config_from_flags() -> RecipeConfig:
             dropout=FLAGS.dropout,
         ),
         id_embedding_dim=FLAGS.id_embedding_dim,
+        item_id_min_count=FLAGS.item_id_min_count,
         history_items=FLAGS.history_items,
         ks=tuple(int(k) for k in FLAGS.ks),
         exclude_train=FLAGS.exclude_train,

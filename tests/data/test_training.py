@@ -163,7 +163,7 @@ def test_in_batch_mixed_batch_carries_shared_negatives_with_log_q():
     np.testing.assert_allclose(x["negatives_log_q"].numpy(), want, rtol=1e-6)
     # The positives' columns get the same mixture: b -> log(1 + 4/7).
     np.testing.assert_allclose(x["log_q"].numpy()[0, 0], np.log(1 + 4 / 7), rtol=1e-6)
-    assert "mixed_logits_and_labels" in samples.describe()
+    assert "tfrecall.models.mixed" in samples.describe()
 
 
 def test_in_batch_streaming_log_q_tracks_the_batches():

@@ -19,9 +19,22 @@ from tfrecall.recipe import RecipeConfig, make_strategy, run
 # 32 KiB (2 shards each, one per ps); the largest dense kernel, 64 x 64 float32 = 16 KiB,
 # is not (it stays whole).
 MIN_SHARD_BYTES = 32 << 10
+# --item_id_min_count=1: every item with a positive gets a row, so the item table is large
+# enough to be sharded.
 ARGS = ["--synthetic_users=800", "--synthetic_items=400", "--epochs=2", "--batch_size=512",
+        "--item_id_min_count=1",
         "--baselines=popularity", "--index=brute_force", "--verbose=0",
         f"--ps_min_shard_bytes={MIN_SHARD_BYTES}"]
+
+
+def vocabulary_rows(model_dir, tower, feature):
+    """Rows of a feature's embedding table, from the saved model's config (vocabulary + OOV)."""
+    config = json.loads((model_dir / "model.json").read_text())["config"]
+    encoder = config[tower]["config"]["features"]["config"]
+    for spec, layer in zip(encoder["specs"], encoder["feature_layers"], strict=True):
+        if spec["name"] == feature:
+            return len(layer["config"]["vocabulary"]) + layer["config"]["num_oov_buckets"]
+    raise AssertionError(f"no feature {feature!r} in {tower}")
 
 
 def free_ports(n):
@@ -123,9 +136,11 @@ def test_chief_worker_and_two_ps_train_a_sharded_model(tmp_path, subprocess_env)
     # The id-embedding tables are ShardedVariables, one shard on each ps; the dense
     # kernels (not larger than MIN_SHARD_BYTES) are whole, on one ps.
     layout = {v["name"]: v for v in json.loads((model_dir / "variable_layout.json").read_text())}
-    for tower, rows_total in (("user_tower/encoder/user_id", 801),
-                              ("item_tower/encoder/item_id", 401)):
-        table = layout[f"two_tower_model/{tower}/embeddings"]
+    for tower, feature in (("user_tower", "user_id"), ("item_tower", "item_id")):
+        rows_total = vocabulary_rows(model_dir, tower, feature)
+        # 800 users + 1 OOV row; the 266 items (of 400) with a training positive + 1.
+        assert rows_total == (801 if feature == "user_id" else 267)
+        table = layout[f"two_tower_model/{tower}/encoder/{feature}/embeddings"]
         assert table["type"] == "ShardedVariable" and table["shape"] == [rows_total, 32]
         devices = [s["device"] for s in table["shards"]]
         assert [d.split("/device")[0] for d in devices] == [

@@ -465,8 +465,9 @@ class TrainingSamples:
                 f"{' [+ H/|pool| on hard columns]' if hard else ''}), q from "
                 f"{cfg.frequency} positive frequencies")
         if shared or hard:
-            self._notes.append("mixed negatives: the model must use "
-                               "tfrecall.models.mixed.mixed_logits_and_labels")
+            self._notes.append("mixed negatives: batches carry x['negatives'], which "
+                               "TwoTowerModel scores beside the in-batch candidates "
+                               "(tfrecall.models.mixed)")
 
         def make_batch(rows, seed) -> _Batch:
             s = neg.split_seed(seed, 2)
