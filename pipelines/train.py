@@ -63,9 +63,10 @@ flags.DEFINE_enum("view", _D.view, list(VIEWS), FLAG_HELP["view"])
 flags.DEFINE_enum("loss", _D.loss, sorted(LOSSES), "Loss; must fit the view.")
 flags.DEFINE_boolean("log_q", _D.log_q,
                      "Correct training logits by log Q(item) (sampling-bias correction).")
-flags.DEFINE_string("negatives", _D.negatives,
-                    FLAG_HELP["negatives"] + " Unset, this pipeline mixes in_batch,uniform "
-                    "for the in_batch view.")
+# SamplingConfig's own default (plain in_batch) is not this pipeline's: say the pipeline's.
+flags.DEFINE_string("negatives", _D.negatives, FLAG_HELP["negatives"].replace(
+    "Default: in_batch for the in_batch view, else uniform.",
+    "Default: in_batch,uniform (mixed) for the in_batch view, else uniform."))
 flags.DEFINE_integer("num_negatives", _D.num_negatives,
                      FLAG_HELP["num_negatives"] + f" Unset: {DEFAULT_SHARED_NEGATIVES} shared "
                      f"(at most the catalogue) in the in_batch view, "

@@ -17,9 +17,9 @@ inside the block matmuls as extra columns, and the upstream gradient scales the
 log-sum-exp, with no further ``(rows, G)`` passes. Measured on 2 CPU cores at
 B = G = 8192, D = 32: forward + backward 0.18 s against 0.44 s for matmul + TensorFlow's
 fused dense cross-entropy kernel (``benchmarks/vs_tfrs.py`` shows the effect on whole
-training steps). Written by hand because neither
-TensorFlow nor TFRS has a blocked (memory-bounded) softmax cross-entropy: TFRS'
-``Retrieval`` task builds the dense matrix and an identity label matrix.
+training steps). Written by hand because neither TensorFlow nor TFRS has a blocked
+(memory-bounded) softmax cross-entropy: TFRS' ``Retrieval`` task builds the dense matrix
+and an identity label matrix.
 
 The semantics are exactly those of `tfrecall.losses.softmax_loss` on the dense
 matrix, with one positive per row at column ``positive_index[i]`` (``i`` by default),
