@@ -79,9 +79,7 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated row numbers (1-based)")
     args = parser.parse_args()
     config = recipe.RecipeConfig(epochs=args.epochs)
-    world = synthetic.generate(synthetic.SyntheticConfig(
-        num_users=config.synthetic_users, num_items=config.synthetic_items,
-        seed=config.synthetic_seed))
+    world = recipe.synthetic_world(config)
     ranker = synthetic.ranker_lists(world, top_n=500)
     data = world.data
     train, test = recipe.split_data(data, config)

@@ -156,8 +156,7 @@ def main():
     print("Input pipeline vs training step rate (2 shared CPU cores: noisy; best of "
           f"{args.epochs} passes).")
     cfg = recipe.RecipeConfig()
-    world = synthetic.generate(synthetic.SyntheticConfig(
-        num_users=cfg.synthetic_users, num_items=cfg.synthetic_items, seed=cfg.synthetic_seed))
+    world = recipe.synthetic_world(cfg)
     bench("synthetic default (+ ranker top-500 lists)", world.data,
           synthetic.ranker_lists(world, top_n=500), args)
     if (ML_LATEST_SMALL / "ratings.csv").exists():

@@ -25,10 +25,9 @@ from typing import Callable, Optional
 from absl import app, flags, logging
 
 import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from tfrecall.config import STRING_KINDS
 from tfrecall.data.readers import DataError, read_feature_table_csv
 from tfrecall.serving import INDEX_KINDS, export_saved_model
-
-_STRING_KINDS = ("id", "categorical", "multi_categorical")
 
 flags.DEFINE_string("model_dir", None, "Directory of the trained model (model.json, weights/).")
 flags.DEFINE_string("items", None, "Item catalogue CSV: the item id column plus item features.")
@@ -48,11 +47,11 @@ def _read_table(path: str, tower, key: str) -> dict:
     """A feature CSV with the tower's string features kept as str and numeric ones checked."""
     specs = tower.encoder.specs
     table = read_feature_table_csv(
-        path, key, str_columns=[s.name for s in specs if s.kind in _STRING_KINDS]
+        path, key, str_columns=[s.name for s in specs if s.kind in STRING_KINDS]
     )
     for s in specs:
         col = table.get(s.name)
-        if s.kind not in _STRING_KINDS and col is not None and col.dtype == object:
+        if s.kind not in STRING_KINDS and col is not None and col.dtype == object:
             bad = next(v for v in col.tolist() if not _is_number(v))
             raise DataError(f"{s.kind} feature of the model, but holds the non-number {bad!r}",
                             path=path, column=s.name)

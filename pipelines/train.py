@@ -31,6 +31,7 @@ from tfrecall.recipe import (
     SPLITS,
     STRATEGIES,
     VIEWS,
+    WORLDS,
     RecipeConfig,
     run,
 )
@@ -49,8 +50,14 @@ flags.DEFINE_string("feature_config", None,
 flags.DEFINE_float("movielens_min_rating", _D.movielens_min_rating,
                    "MovieLens: ratings >= this are positives; 0 makes every rating a positive "
                    "(the reference protocol of ../shared/data/README.md).")
-flags.DEFINE_integer("synthetic_users", _D.synthetic_users, "Synthetic world: number of users.")
-flags.DEFINE_integer("synthetic_items", _D.synthetic_items, "Synthetic world: number of items.")
+flags.DEFINE_enum("synthetic_world", _D.synthetic_world, list(WORLDS),
+                  "Built-in world used without --interactions: default (a feed with exposures, "
+                  "graded events, user and item features) or longtail (an implicit play log "
+                  "with Zipf popularity and no features).")
+flags.DEFINE_integer("synthetic_users", None,
+                     "Synthetic world: number of users (default: the world's, 3000 / 1900).")
+flags.DEFINE_integer("synthetic_items", None,
+                     "Synthetic world: number of items (default: the world's, 1500 / 17600).")
 flags.DEFINE_integer("synthetic_seed", _D.synthetic_seed, "Synthetic world: generator seed.")
 flags.DEFINE_enum("split", _D.split, list(SPLITS),
                   "Held-out split: seeded random rows, a global time cut, or each user's last "
@@ -82,7 +89,15 @@ flags.DEFINE_float("popularity_alpha", _D.popularity_alpha, FLAG_HELP["popularit
 flags.DEFINE_integer("distill_top_n", _D.distill_top_n, FLAG_HELP["distill_top_n"])
 flags.DEFINE_enum("frequency", _D.frequency, ["exact", "streaming"], FLAG_HELP["frequency"])
 flags.DEFINE_integer("batch_size", _D.batch_size, "Training batch size (lists per batch).")
-flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
+flags.DEFINE_integer("epochs", _D.epochs,
+                     "Training epochs: the ceiling when --validation_fraction > 0 (early "
+                     "stopping), else exactly this many.")
+flags.DEFINE_float("validation_fraction", _D.validation_fraction,
+                   "Share of each user's training positives held out as a validation slice: "
+                   "full-catalogue recall@max(ks) after every epoch, early stopping, best "
+                   "weights restored (0: no validation, run --epochs).")
+flags.DEFINE_integer("patience", _D.patience,
+                     "Early stopping: epochs without a better validation recall before stopping.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Optimizer learning rate.")
 flags.DEFINE_enum("optimizer", _D.optimizer, ["adam", "adagrad", "sgd"], "Optimizer.")
 flags.DEFINE_enum("similarity", _D.similarity, ["cosine", "dot"], "Score of a user/item pair.")
@@ -103,7 +118,9 @@ flags.DEFINE_list("ks", [str(k) for k in _D.ks], "Cut-offs K of the held-out met
 flags.DEFINE_boolean("exclude_train", _D.exclude_train,
                      "Exclude each user's training items from the ranking and the targets.")
 flags.DEFINE_list("baselines", list(_D.baselines),
-                  "Baselines evaluated in the same harness (popularity, itemcf; empty: none).")
+                  "Baselines evaluated in the same harness (popularity, itemcf, ease; empty: "
+                  "none). EASE's lambda is chosen on a validation slice of the training "
+                  "split; it is skipped, with a reason, where its matrices exceed 4 GiB.")
 flags.DEFINE_string("model_dir", _D.model_dir,
                     "Checkpoints (checkpoints/), TensorBoard logs (logs/), model.json, weights/.")
 flags.DEFINE_string("export_dir", None,
@@ -145,6 +162,7 @@ def config_from_flags() -> RecipeConfig:
         items=FLAGS.items,
         feature_config=FLAGS.feature_config,
         movielens_min_rating=FLAGS.movielens_min_rating,
+        synthetic_world=FLAGS.synthetic_world,
         synthetic_users=FLAGS.synthetic_users,
         synthetic_items=FLAGS.synthetic_items,
         synthetic_seed=FLAGS.synthetic_seed,
@@ -167,6 +185,8 @@ def config_from_flags() -> RecipeConfig:
         frequency=FLAGS.frequency,
         batch_size=FLAGS.batch_size,
         epochs=FLAGS.epochs,
+        validation_fraction=FLAGS.validation_fraction,
+        patience=FLAGS.patience,
         learning_rate=FLAGS.learning_rate,
         optimizer=FLAGS.optimizer,
         similarity=FLAGS.similarity,

@@ -12,7 +12,7 @@ import dataclasses
 import json
 from typing import Any, Mapping, Optional, Sequence
 
-FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucketized")
+FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucketized", "history")
 """The feature kinds a spec may name.
 
 - ``id``: a high-cardinality identifier (user_id, item_id); vocabulary + OOV buckets,
@@ -23,9 +23,16 @@ FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucket
 - ``continuous``: a number, standardized with mean/variance from data (optionally
   ``log1p`` first); NaN becomes a learned default plus a missing indicator.
 - ``bucketized``: a number cut at quantile boundaries learned from data and embedded.
+- ``history`` (user side only): the user's recent items, one ``separator``-joined string,
+  embedded through the ITEM tower's own id table (shared variables) and mean-pooled
+  (`tfrecall.features.history`); its width is the item id embedding's.
 """
 
-_DEFAULT_DIMS = {"id": 32, "categorical": 8, "multi_categorical": 8, "bucketized": 8}
+STRING_KINDS = ("id", "categorical", "multi_categorical", "history")
+"""Kinds whose raw values are strings ("" = missing); the others are numbers (NaN)."""
+
+_DEFAULT_DIMS = {"id": 32, "categorical": 8, "multi_categorical": 8, "bucketized": 8,
+                 "history": 32}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,8 +19,8 @@ from tfrecall import cluster
 from tfrecall import losses as losses_lib
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
+from tfrecall.data import longtail, splits, synthetic
 from tfrecall.data import samples as samples_lib
-from tfrecall.data import splits, synthetic
 from tfrecall.data import training as training_lib
 from tfrecall.data.history import HISTORY_FEATURE, drop_candidates_from_history, user_histories
 from tfrecall.data.inference import (
@@ -31,7 +31,13 @@ from tfrecall.data.inference import (
 )
 from tfrecall.data.readers import load_data
 from tfrecall.data.schema import RecallData
-from tfrecall.evaluation.harness import evaluate_baselines, evaluate_model, make_eval_set
+from tfrecall.evaluation.harness import (
+    BASELINES,
+    evaluate_baselines,
+    evaluate_model,
+    make_eval_set,
+)
+from tfrecall.evaluation.validation import ValidationRecall
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.warm_start import default_batch, warm_start
 from tfrecall.serving.export import export_saved_model
@@ -42,6 +48,7 @@ DEFAULT_IN_BATCH_NEGATIVES = ("in_batch", "uniform")
 DEFAULT_SHARED_NEGATIVES = 256  # uniform negatives shared by an in_batch batch
 DEFAULT_NEGATIVES_PER_POSITIVE = 3  # pointwise 1:3 (pairwise random takes 1)
 SPLITS = ("random", "temporal", "leave_last")
+WORLDS = ("default", "longtail")  # built-in synthetic worlds (no download)
 STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
 
 # Loss name -> (class, the views it trains on).
@@ -71,8 +78,13 @@ class RecipeConfig:
     items: Optional[str] = None
     feature_config: Optional[str] = None
     movielens_min_rating: float = 0.0
-    synthetic_users: int = 3000
-    synthetic_items: int = 1500
+    # The built-in world when there is no interactions file: "default" (a feed with
+    # exposures, graded events, user and item features) or "longtail" (an implicit play
+    # log, Zipf popularity, no features; tfrecall.data.longtail). Sizes: None = the
+    # world's own (3000 x 1500 and 1900 x 17600).
+    synthetic_world: str = "default"
+    synthetic_users: Optional[int] = None
+    synthetic_items: Optional[int] = None
     synthetic_seed: int = 0
     split: str = "random"  # random | temporal | leave_last
     leave_last_n: int = 1
@@ -99,7 +111,15 @@ class RecipeConfig:
     # id threshold and mixed negatives below), and ml-latest-small stays at 1.2x ItemCF
     # (BENCHMARKS.md, "Default recipe").
     batch_size: int = 128
-    epochs: int = 3
+    # With a validation slice (validation_fraction > 0) `epochs` is a ceiling: training
+    # stops when validation Recall@max(ks) has not improved for `patience` epochs and
+    # the best epoch's weights are restored. Without one, exactly `epochs` are run.
+    epochs: int = 30
+    validation_fraction: float = 0.1
+    patience: int = 2
+    # Then train a fresh model on the whole training split for the best epoch count (no
+    # positive is lost to validation; twice the training time).
+    refit: bool = True
     learning_rate: float = 0.01
     optimizer: str = "adam"
     similarity: str = "cosine"
@@ -112,9 +132,12 @@ class RecipeConfig:
     # default, +0.008 on ml-latest-small). A feature config's min_count for item_id wins.
     item_id_min_count: int = 5
     history_items: int = 0  # >0: the user's last N training positives as a feature
+    # False: no user id embedding; the user tower reads features and history only, so a
+    # user never seen in training is served exactly like a known one.
+    user_id_embedding: bool = True
     ks: Tuple[int, ...] = (10, 50, 100)
     exclude_train: bool = True
-    baselines: Tuple[str, ...] = ("popularity", "itemcf")
+    baselines: Tuple[str, ...] = BASELINES
     model_dir: str = "runs/default"
     export_dir: Optional[str] = None  # None: MODEL_DIR/export
     export: bool = True
@@ -142,6 +165,20 @@ class RecipeConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.synthetic_world not in WORLDS:
+            raise ValueError(f"synthetic_world must be one of {WORLDS}, got "
+                             f"{self.synthetic_world!r}")
+        for name in ("synthetic_users", "synthetic_items"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ValueError(f"baselines: unknown {unknown}; known: {', '.join(BASELINES)}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got "
+                             f"{self.validation_fraction}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
         for name in ("batch_size", "epochs", "export_k", "id_embedding_dim",
                      "ps_min_shard_bytes", "item_id_min_count"):
             if getattr(self, name) < 1:
@@ -242,6 +279,11 @@ class RunResult:
     model_dir: str
     data_name: str
     notes: Sequence[str] = ()
+    # Validation Recall@K after each epoch (empty without a validation slice), the
+    # 1-based epoch whose weights were kept, and the epochs run.
+    validation_curve: Sequence[float] = ()
+    best_epoch: Optional[int] = None
+    epochs_run: int = 0
 
     def summary_json(self) -> dict:
         return {
@@ -256,6 +298,11 @@ class RunResult:
             "wall_seconds": round(self.wall_seconds, 2),
             "export_path": self.export_path,
             "model_dir": self.model_dir,
+            "validation": {
+                "recall_curve": [round(v, 5) for v in self.validation_curve],
+                "best_epoch": self.best_epoch,
+                "epochs_run": self.epochs_run,
+            },
         }
 
 
@@ -280,12 +327,18 @@ def load_recall_data(config: RecipeConfig) -> RecallData:
     )
 
 
-def synthetic_world(config: RecipeConfig) -> "synthetic.SyntheticWorld":
+def synthetic_world(config: RecipeConfig):
+    """The built-in world of `config.synthetic_world` (a `SyntheticWorld` or `LongTailWorld`)."""
     if config.users or config.items:
-        raise ValueError("--users/--items need --interactions")
-    return synthetic.generate(synthetic.SyntheticConfig(
-        num_users=config.synthetic_users, num_items=config.synthetic_items,
-        seed=config.synthetic_seed))
+        raise ValueError("user and item tables (users, items) need an interactions log; "
+                         "the built-in worlds bring their own")
+    sizes = {name: value for name, value in (("num_users", config.synthetic_users),
+                                              ("num_items", config.synthetic_items))
+             if value is not None}
+    if config.synthetic_world == "longtail":
+        return longtail.generate_longtail(longtail.LongTailConfig(
+            seed=config.synthetic_seed, **sizes))
+    return synthetic.generate(synthetic.SyntheticConfig(seed=config.synthetic_seed, **sizes))
 
 
 def _feature_overrides(config: RecipeConfig) -> dict:
@@ -319,6 +372,11 @@ def build_specs(data: RecallData, config: RecipeConfig) -> Tuple[list, list]:
             table, key, overrides=overrides.get(side), id_dim=config.id_embedding_dim,
             source=config_source(config.feature_config, side),
         ))
+    if not config.user_id_embedding:
+        specs[0] = [s for s in specs[0] if s.name != "user_id"]
+        if not specs[0] and not config.history_items:
+            raise ValueError("user_id_embedding=False leaves the user tower without features: "
+                             "give user features or history_items > 0")
     item_id_overrides = (overrides.get("items") or {}).get("item_id") or {}
     specs[1] = [
         dataclasses.replace(spec, min_count=config.item_id_min_count)
@@ -330,8 +388,12 @@ def build_specs(data: RecallData, config: RecipeConfig) -> Tuple[list, list]:
         if any(spec.name == HISTORY_FEATURE for spec in specs[0]):
             raise ValueError(f"the user table already has a column {HISTORY_FEATURE!r}; "
                              "rename it or set history_items=0")
-        specs[0].append(FeatureSpec(HISTORY_FEATURE, "multi_categorical",
-                                    embedding_dim=config.id_embedding_dim))
+        # Read through the item tower's own id table, so it has the item id's width.
+        item_id = next((s for s in specs[1] if s.name == "item_id"), None)
+        if item_id is None or item_id.kind != "id":
+            raise ValueError("history_items needs an item feature 'item_id' of kind 'id' "
+                             "(the history is embedded through its table)")
+        specs[0].append(FeatureSpec(HISTORY_FEATURE, "history", embedding_dim=item_id.dim))
     return specs[0], specs[1]
 
 
@@ -403,61 +465,70 @@ def needs_ranker(config: RecipeConfig) -> bool:
             or config.pairwise_mode in ("not_exposed", "head_tail", "segments"))
 
 
-def run(config: RecipeConfig, log=print) -> RunResult:
-    """Trains, evaluates and exports; returns the figures (see `RunResult`)."""
-    wall_start = time.time()
-    if config.strategy == "parameter_server":
-        cluster.read_tf_config()  # a bad cluster fails now, not after the data is read
-    keras.utils.set_random_seed(config.seed)
-    world = synthetic_world(config) if config.interactions is None else None
-    data = world.data if world is not None else load_recall_data(config)
-    train, test = split_data(data, config)
-    catalogue = data.item_catalogue()
-    previous = load_model(config.warm_start_from) if config.warm_start_from else None
-    if previous is not None:
-        # Items the old model knew stay in the catalogue (and the index) even when the
-        # new log does not mention them.
-        catalogue = _union(catalogue, previous_catalogue(config.warm_start_from, previous))
-    user_ids = data.user_ids()
-    user_table = user_feature_table(data, train, user_ids, config)
-    item_table = _entity_table(data.items, catalogue, "item_id")
-    user_specs, item_specs = build_specs(data, config)
-    log(f"data: {data.name}: {data.num_interactions} interactions, {len(user_ids)} users, "
-        f"{len(catalogue)} items; train {train.num_interactions}, test {test.num_interactions}")
-    log("user features (inferred kinds; override with --feature_config):\n"
-        + describe_specs(user_specs, user_table))
-    log("item features:\n" + describe_specs(item_specs, data.items))
+@dataclasses.dataclass
+class _Context:
+    """What every training stage of one run shares (`run` builds it once)."""
 
+    config: RecipeConfig
+    data: RecallData
+    train: RecallData
+    catalogue: np.ndarray
+    user_ids: np.ndarray
+    item_table: dict
+    user_specs: list
+    item_specs: list
+    previous: Optional[TwoTowerModel]
+    ranker: object
+    strategy: object
+    log: object
+
+
+@dataclasses.dataclass
+class _Trained:
+    """One training stage's outcome."""
+
+    model: TwoTowerModel
+    history: object
+    seconds: float
+    examples: int
+    curve: list
+    best_epoch: Optional[int]
+
+
+def _train_stage(ctx: _Context, fit: RecallData, validation: Optional[RecallData],
+                 epochs: int, stage: str) -> _Trained:
+    """Builds a fresh model adapted to `fit` and trains it for at most `epochs` epochs.
+
+    With `validation`, Recall@max(ks) on it is computed after every epoch and Keras'
+    EarlyStopping keeps the best epoch's weights. `stage` names the stage's own backup,
+    checkpoint and TensorBoard folders under model_dir ("search", "final").
+    """
+    config, log, strategy = ctx.config, ctx.log, ctx.strategy
+    user_table = user_feature_table(ctx.data, fit, ctx.user_ids, config)
     # Vocabularies come from the training side only, so held-out ids behave like the
     # unseen ids of production (OOV), and the catalogue's item features are all known.
-    train_users = set(train.interactions["user_id"].tolist())
-    user_adapt = {k: v[np.isin(user_ids, list(train_users))] for k, v in user_table.items()}
-    strategy = make_strategy(config.strategy, config.ps_min_shard_bytes)
-    chief = is_chief(strategy)
+    fit_users = set(fit.interactions["user_id"].tolist())
+    user_adapt = {k: v[np.isin(ctx.user_ids, list(fit_users))] for k, v in user_table.items()}
     parameter_server = config.strategy == "parameter_server"
     # The item id's vocabulary counts training positives (min_count), in a warm start too.
-    item_specs, item_adapt = item_adapt_table(item_specs, item_table, train, log)
+    item_specs, item_adapt = item_adapt_table(ctx.item_specs, ctx.item_table, fit, log)
     with strategy.scope():
-        if config.warm_start_from:
+        if ctx.previous is not None:
             # Continue the old model: its architecture and weights, vocabularies grown
             # with this log's new ids (tfrecall.models.warm_start).
-            model = warm_start(previous, user_adapt, item_adapt,
+            model = warm_start(ctx.previous, user_adapt, item_adapt,
                                in_batch_negatives=config.view == "in_batch", log=log)
         else:
-            model = build_model(user_specs, item_specs, user_adapt, item_adapt, config)
-    user_store = samples_lib.FeatureStore(user_table, "user_id", user_ids)
-    item_store = samples_lib.FeatureStore(data.items, "item_id", catalogue)
+            model = build_model(ctx.user_specs, item_specs, user_adapt, item_adapt, config)
+    user_store = samples_lib.FeatureStore(user_table, "user_id", ctx.user_ids)
+    item_store = samples_lib.FeatureStore(ctx.data.items, "item_id", ctx.catalogue)
     loss = make_loss(config.loss, config.jit_compile)
-    # Synthetic worlds come with a ranker's full top-N per request; other logs use the
-    # ranker_score of their logged rows (see tfrecall.data.training).
-    ranker = (synthetic.ranker_lists(world) if world is not None and needs_ranker(config)
-              else None)
-    sampling = config.sampling(loss.requires_log_q, catalogue_size=len(catalogue))
+    sampling = config.sampling(loss.requires_log_q, catalogue_size=len(ctx.catalogue))
 
     def training_dataset(sampling):
         samples = training_lib.TrainingSamples(
-            train, catalogue, user_store, item_store, sampling, config.batch_size,
-            ranker_lists=ranker)
+            fit, ctx.catalogue, user_store, item_store, sampling, config.batch_size,
+            ranker_lists=ctx.ranker)
         dataset = samples.dataset
         if config.history_items:
             dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),
@@ -496,32 +567,120 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         with open(os.path.join(config.model_dir, "variable_layout.json"), "w") as f:
             json.dump(layout, f, indent=1)
 
-    backup_dir = os.path.join(config.model_dir, "backup")
+    backup_dir = os.path.join(config.model_dir, "backup", stage)
     if os.path.isdir(backup_dir) and os.listdir(backup_dir):
         log(f"resuming from the backup in {backup_dir} (an earlier run of this model_dir "
             "was interrupted)")
-    callbacks = [
+    callbacks, validator = [], None
+    if validation is not None:
+        # Full-catalogue validation Recall@K each epoch (into the logs: TensorBoard and
+        # the History see it), then Keras' EarlyStopping on it, best weights restored.
+        val_k = max(config.ks)
+        validator = ValidationRecall(
+            make_eval_set(fit, validation, ctx.user_ids, ctx.catalogue, config.exclude_train),
+            user_table, ctx.item_table, k=val_k)
+        callbacks += [validator, keras.callbacks.EarlyStopping(
+            validator.monitor, mode="max", patience=config.patience,
+            restore_best_weights=True)]
+        log(f"validation: {len(validator.eval_set.targets)} users; early stopping on "
+            f"recall@{val_k} (patience {config.patience}, at most {epochs} epochs)")
+    callbacks += [
         # Saves the model, optimizer and epoch counter after every epoch and restores them
         # when the same command runs again after a crash; deleted when fit completes.
         keras.callbacks.BackupAndRestore(backup_dir),
         keras.callbacks.ModelCheckpoint(
-            os.path.join(config.model_dir, "checkpoints", "ckpt-{epoch:03d}"),
+            os.path.join(config.model_dir, "checkpoints", stage, "ckpt-{epoch:03d}"),
             save_weights_only=True,
         ),
-        keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs"), profile_batch=0),
+        keras.callbacks.TensorBoard(os.path.join(config.model_dir, "logs", stage),
+                                    profile_batch=0),
     ]
     fit_start = time.time()
-    history = model.fit(fit_input, epochs=config.epochs,
+    history = model.fit(fit_input, epochs=epochs,
                         steps_per_epoch=samples.info.batches_per_epoch, callbacks=callbacks,
                         verbose=config.verbose)
-    train_seconds = time.time() - fit_start
-    epochs_run = len(history.epoch)
-    if epochs_run < config.epochs:
-        log(f"resumed: trained epochs {history.epoch[0] + 1}..{config.epochs} of {config.epochs}")
-    examples_total = samples.info.rows_per_epoch * epochs_run
+    seconds = time.time() - fit_start
+    if history.epoch and history.epoch[0] > 0:
+        log(f"resumed: trained epochs {history.epoch[0] + 1}..{history.epoch[-1] + 1}")
     losses_seen = history.history.get("loss", [])  # empty if a resume found nothing left
     if losses_seen and not np.isfinite(losses_seen[-1]):
         raise FloatingPointError(f"training diverged: final loss {losses_seen[-1]}")
+    curve = list(history.history.get(validator.monitor, [])) if validator else []
+    best_epoch = (history.epoch[int(np.argmax(curve))] + 1) if curve else None
+    if curve:
+        log(f"validation recall@{validator.k} by epoch: "
+            + " ".join(f"{v:.4f}" for v in curve) + f"; best epoch {best_epoch}")
+    return _Trained(model, history, seconds, samples.info.rows_per_epoch * len(history.epoch),
+                    curve, best_epoch)
+
+
+def run(config: RecipeConfig, log=print) -> RunResult:
+    """Trains, evaluates and exports; returns the figures (see `RunResult`).
+
+    Training has two stages when the config has a validation slice: "search" trains on
+    the training split minus the slice with early stopping, which picks the number of
+    epochs; "final" (``refit``) trains a fresh model on the whole training split for
+    that many epochs, so no positive is lost to validation. Without ``refit`` the search
+    stage's best model is the result.
+    """
+    wall_start = time.time()
+    if config.strategy == "parameter_server":
+        cluster.read_tf_config()  # a bad cluster fails now, not after the data is read
+    keras.utils.set_random_seed(config.seed)
+    world = synthetic_world(config) if config.interactions is None else None
+    data = world.data if world is not None else load_recall_data(config)
+    train, test = split_data(data, config)
+    catalogue = data.item_catalogue()
+    previous = load_model(config.warm_start_from) if config.warm_start_from else None
+    if previous is not None:
+        # Items the old model knew stay in the catalogue (and the index) even when the
+        # new log does not mention them.
+        catalogue = _union(catalogue, previous_catalogue(config.warm_start_from, previous))
+    user_ids = data.user_ids()
+    # The validation slice (epochs are chosen on it) comes out of the training split, so
+    # the test split is never used for any choice.
+    validation = None
+    if config.validation_fraction > 0:
+        fit, validation = splits.validation_split(train, config.validation_fraction,
+                                                  seed=config.split_seed)
+        if not validation.interactions["positive"].any():
+            log("validation: no user has two training positives to spare one; training "
+                f"runs all {config.epochs} epochs without early stopping")
+            validation = None
+    test_user_table = user_feature_table(data, train, user_ids, config)
+    item_table = _entity_table(data.items, catalogue, "item_id")
+    user_specs, item_specs = build_specs(data, config)
+    log(f"data: {data.name}: {data.num_interactions} interactions, {len(user_ids)} users, "
+        f"{len(catalogue)} items; train {train.num_interactions}, test {test.num_interactions}"
+        + ("" if validation is None else
+           f"; validation {validation.num_interactions} of the training rows"))
+    log("user features (inferred kinds; override with --feature_config):\n"
+        + describe_specs(user_specs, test_user_table))
+    log("item features:\n" + describe_specs(item_specs, data.items))
+    # Synthetic worlds come with a ranker's full top-N per request; other logs use the
+    # ranker_score of their logged rows (see tfrecall.data.training).
+    if needs_ranker(config) and world is not None and not isinstance(
+            world, synthetic.SyntheticWorld):
+        raise ValueError(f"the {config.synthetic_world!r} world has no ranker lists, which "
+                         "this sampling config reads (distill view, hard negatives or ranked "
+                         "pairs)")
+    ranker = (synthetic.ranker_lists(world) if world is not None and needs_ranker(config)
+              else None)
+    strategy = make_strategy(config.strategy, config.ps_min_shard_bytes)
+    chief = is_chief(strategy)
+    ctx = _Context(config, data, train, catalogue, user_ids, item_table, user_specs,
+                   item_specs, previous, ranker, strategy, log)
+
+    if validation is None:
+        search = final = _train_stage(ctx, train, None, config.epochs, "final")
+    else:
+        search = final = _train_stage(ctx, fit, validation, config.epochs, "search")
+        if config.refit:
+            log(f"refit: a fresh model on the whole training split for {search.best_epoch} "
+                "epoch(s), the search stage's best")
+            keras.utils.set_random_seed(config.seed)
+            final = _train_stage(ctx, train, None, search.best_epoch, "final")
+    model = final.model
     if chief:
         save_model(model, config, catalogue)
     else:
@@ -530,29 +689,36 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         with tempfile.TemporaryDirectory() as tmp:
             save_model(model, dataclasses.replace(config, model_dir=tmp), catalogue)
 
-    # Evaluation on the held-out split, full catalogue, training positives excluded.
+    # Evaluation on the held-out split, full catalogue, training positives excluded; the
+    # users' history is their whole training split, as serving would feed it.
     eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
-    metrics = evaluate_model(model, eval_set, user_table, item_table, config.ks)
-    baselines = evaluate_baselines(eval_set, config.ks, config.baselines)
+    metrics = evaluate_model(model, eval_set, test_user_table, item_table, config.ks)
+    baselines = evaluate_baselines(eval_set, config.ks, config.baselines, log=log)
     export_path = None
     export_dir = config.export_dir or os.path.join(config.model_dir, "export")
     if config.export and chief:
         export_path = export_saved_model(
             model, item_table, export_dir, k=config.export_k, index=config.index,
-            tuning_queries=user_table, log=log,
+            tuning_queries=test_user_table, log=log,
             metadata={"recipe": config.to_dict(), "metrics": metrics},
         )
+    stages = [search] if search is final else [search, final]
+    seconds = sum(s.seconds for s in stages)
+    examples = sum(s.examples for s in stages)
     return RunResult(
         metrics=metrics,
         baselines=baselines,
-        examples_per_sec=examples_total / train_seconds if train_seconds > 0 else 0.0,
-        train_examples=examples_total,
-        train_seconds=train_seconds,
+        examples_per_sec=examples / seconds if seconds > 0 else 0.0,
+        train_examples=examples,
+        train_seconds=seconds,
         wall_seconds=time.time() - wall_start,
         export_path=export_path,
         model_dir=config.model_dir,
         data_name=data.name,
         notes=(_protocol_note(config),),
+        validation_curve=search.curve,
+        best_epoch=search.best_epoch,
+        epochs_run=sum(len(s.history.epoch) for s in stages),
     )
 
 

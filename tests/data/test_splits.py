@@ -128,3 +128,36 @@ def test_leave_last_n_split_n2_and_errors():
     assert sorted(test.interactions["item_id"].tolist()) == ["a", "c"]
     with pytest.raises(ValueError, match="n must be"):
         leave_last_n_split(_timed_log(), n=0)
+
+
+def test_holdout_pairs_keeps_one_item_per_user_and_moves_whole_pairs():
+    from tfrecall.data.splits import holdout_pairs
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(300), np.arange(300) % 12 + 1)
+    items = rng.integers(0, 50, len(users))
+    held = holdout_pairs(users, items, 0.3, seed=1)
+    assert held.mean() == pytest.approx(0.3, abs=0.05)
+    for u in range(300):
+        kept = set(items[(users == u) & ~held].tolist())
+        gone = set(items[(users == u) & held].tolist())
+        assert kept  # every user keeps a training item
+        assert not kept & gone  # a repeated item never sits on both sides
+    np.testing.assert_array_equal(held, holdout_pairs(users, items, 0.3, seed=1))
+    # One distinct item: always kept, however often it repeats.
+    assert not holdout_pairs(np.zeros(5, int), np.ones(5, int), 0.9).any()
+
+
+def test_validation_split_moves_positives_only():
+    from tfrecall.data.splits import validation_split
+
+    inter = {"user_id": np.array(["u1"] * 6 + ["u2"] * 2, object),
+             "item_id": np.array(["a", "b", "c", "d", "e", "x", "a", "b"], object),
+             "label": np.ones(8, np.float32),
+             "positive": np.array([1, 1, 1, 1, 1, 0, 1, 1], bool)}
+    fit, val = validation_split(RecallData(inter, name="d"), 0.5, seed=0)
+    assert fit.name == "d/fit" and val.name == "d/validation"
+    assert val.interactions["positive"].all()
+    assert "x" in fit.interactions["item_id"].tolist()  # the exposure stays
+    assert fit.num_interactions + val.num_interactions == 8
+    assert set(fit.interactions["user_id"][fit.interactions["positive"]]) == {"u1", "u2"}

@@ -190,3 +190,108 @@ def test_itemcf_movielens_reference_protocol(ml_latest_small):
           f"0.279); fit {t_fit:.1f} s, fit + eval {t_all:.1f} s")
     assert m["recall@100"] == pytest.approx(0.279, abs=0.03)
     assert m["recall@10"] == pytest.approx(0.064, abs=0.02)
+
+
+# -------------------------------------------------------------------------------- EASE
+# The same 3 x 3 matrix, lambda = 1. G = X^T X = [[2, 2, 1], [2, 3, 2], [1, 2, 2]];
+# G + I = [[3, 2, 1], [2, 4, 2], [1, 2, 3]], det 16, cofactors 8, -4, 0 / 8, -4 / 8:
+# P = (G + I)^-1 = [[.5, -.25, 0], [-.25, .5, -.25], [0, -.25, .5]]; diag(P) = .5, so
+# B = -P / diag(P) with a zero diagonal = [[0, .5, 0], [.5, 0, .5], [0, .5, 0]].
+HAND_EASE = [
+    [0.5, 0.5, 0.5],  # u0 = [1, 1, 0] @ B
+    [0.5, 0.5, 0.5],  # u1 = [0, 1, 1] @ B
+    [0.5, 1.0, 0.5],  # u2 = [1, 1, 1] @ B
+]
+
+
+def test_ease_hand_worked_example_and_unseen_items_and_users():
+    from tfrecall.evaluation.baselines import EASE
+
+    # A 4th item nobody took and a 4th user with no pair.
+    ease = EASE(l2=1.0).fit(HAND_USERS, HAND_ITEMS, 4, 4)
+    scores = ease.score(np.array([0, 1, 2, 3]))
+    assert scores.dtype == np.float32 and scores.shape == (4, 4)
+    np.testing.assert_allclose(scores[:3, :3], HAND_EASE, rtol=1e-6)
+    np.testing.assert_array_equal(scores[3, :3], 0.0)  # no history: nothing to regress on
+    assert (scores[:, 3] < -1e30).all()  # never seen in training: ranked last
+    # Repeated pairs count once (binary X).
+    again = EASE(l2=1.0).fit(np.r_[HAND_USERS, 0], np.r_[HAND_ITEMS, 0], 4, 4)
+    np.testing.assert_allclose(again.score(np.arange(3))[:, :3], HAND_EASE, rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_users,num_items", [(40, 12), (9, 50)])  # primal, dual (Woodbury)
+def test_ease_matches_the_dense_closed_form(num_users, num_items):
+    from tfrecall.evaluation.baselines import EASE
+
+    rng = np.random.default_rng(num_users)
+    users = rng.integers(0, num_users, 300)
+    items = rng.integers(0, num_items - 3, 300)
+    ease = EASE(l2=7.0).fit(users, items, num_users, num_items)
+    assert ease._dual == (num_users < num_items)
+    x = np.zeros((num_users, num_items))
+    x[users, items] = 1.0
+    seen = x.sum(0) > 0
+    xs = x[:, seen]
+    p = np.linalg.inv(xs.T @ xs + 7.0 * np.eye(seen.sum()))  # Steck 2019, eq. 8
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    np.testing.assert_allclose(ease.score(np.arange(num_users))[:, seen], xs @ b,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_ease_memory_budget_and_bad_arguments():
+    from tfrecall.evaluation.baselines import EASE
+
+    with pytest.raises(MemoryError, match="over its budget"):
+        EASE(l2=1.0, max_bytes=100).fit(HAND_USERS, HAND_ITEMS, 3, 3)
+    with pytest.raises(ValueError, match="l2 must be a number > 0"):
+        EASE(l2=0.0)
+    with pytest.raises(RuntimeError, match="before fit"):
+        EASE().score(np.array([0]))
+    # The cheaper form's bytes: 2 users x 1000 items -> dual, 3*4 + 2*2000 doubles.
+    assert EASE.memory_bytes(2, 1000) == 8 * (3 * 4 + 2 * 2 * 1000)
+    assert EASE.memory_bytes(1000, 2) == 8 * 3 * 4
+
+
+def test_select_ease_l2_picks_the_best_validation_recall_without_the_test_split():
+    from tfrecall.data.splits import holdout_pairs
+    from tfrecall.evaluation.baselines import EASE, select_ease_l2
+
+    rng = np.random.default_rng(0)
+    users = np.repeat(np.arange(60), 8)
+    items = (users % 3) * 10 + rng.integers(0, 10, len(users))  # 3 blocks of 10 items
+    best, scores = select_ease_l2(users, items, 60, 30, grid=(0.5, 50.0, 5000.0), k=5,
+                                  fraction=0.25, seed=3)
+    assert sorted(scores) == [0.5, 50.0, 5000.0] and best == max(scores, key=scores.get)
+    # Each score is Recall@5 on the same slice, recomputed here by hand.
+    held = holdout_pairs(users, items, 0.25, 3)
+    ease = EASE(best).fit(users[~held], items[~held], 60, 30)
+    s = ease.score(np.arange(60))
+    s[users[~held], items[~held]] = -np.inf
+    top = np.argsort(-s, axis=1, kind="stable")[:, :5]
+    pairs = set(zip(users[held].tolist(), items[held].tolist(), strict=True))
+    hits = sum(i in top[u] for u, i in pairs)
+    assert scores[best] == pytest.approx(hits / len(pairs))
+
+
+def test_evaluate_baselines_reports_ease_with_its_lambda_or_skips_it_with_a_reason():
+    from tfrecall.data.schema import RecallData
+    from tfrecall.evaluation.harness import evaluate_baselines, make_eval_set
+
+    rng = np.random.default_rng(1)
+    u = np.array([f"u{i}" for i in rng.integers(0, 50, 600)], object)
+    i = np.array([f"i{j}" for j in rng.integers(0, 40, 600)], object)
+    inter = {"user_id": u, "item_id": i, "label": np.ones(600, np.float32),
+             "positive": np.ones(600, bool)}
+    data = RecallData(inter)
+    train, test = data.subset(np.arange(500)), data.subset(np.arange(500, 600))
+    eval_set = make_eval_set(train, test, data.user_ids(), data.item_catalogue())
+    lines = []
+    out = evaluate_baselines(eval_set, (10,), ("popularity", "ease"), log=lines.append)
+    assert out["ease"]["l2"] > 0 and 0 <= out["ease"]["recall@10"] <= 1
+    assert "chosen on a validation slice" in lines[0]
+    lines.clear()
+    out = evaluate_baselines(eval_set, (10,), ("ease",), log=lines.append, ease_max_bytes=10)
+    assert "ease" not in out and lines[0].startswith("baseline ease skipped: EASE needs")
+    with pytest.raises(ValueError, match="unknown baseline"):
+        evaluate_baselines(eval_set, (10,), ("knn",))

@@ -28,9 +28,17 @@ def test_main_job_with_no_data_flags_beats_popularity_and_exports(tmp_path, subp
     summary = last_json(out.stdout)
     assert "recall@100" in out.stdout and "popularity" in out.stdout
     assert "excluded" in out.stdout  # the protocol is stated
-    m, pop = summary["metrics"], summary["baselines"]["popularity"]
-    print("model", m["recall@100"], "popularity", pop["recall@100"])
-    assert m["recall@100"] > pop["recall@100"] + 0.05
+    m, base = summary["metrics"], summary["baselines"]
+    print("model", m["recall@100"], {b: v["recall@100"] for b, v in base.items()})
+    # The figure README and BENCHMARKS claim: well above ItemCF (1.05x is the floor a
+    # regression must not cross), and EASE in the same table with its validated lambda.
+    assert m["recall@100"] >= 1.05 * base["itemcf"]["recall@100"]
+    assert m["recall@100"] > base["popularity"]["recall@100"] + 0.15
+    assert base["ease"]["l2"] > 0 and "baseline ease: l2=" in out.stdout
+    # Validation-driven training: the curve is in the JSON, the kept epoch is its best.
+    val = summary["validation"]
+    assert 1 <= val["best_epoch"] <= val["epochs_run"] <= 30
+    assert val["recall_curve"][val["best_epoch"] - 1] == max(val["recall_curve"])
     assert summary["examples_per_sec"] > 0 and summary["wall_seconds"] > 0
     export = summary["export_path"]
     assert os.path.isfile(os.path.join(export, "saved_model.pb"))
@@ -103,7 +111,7 @@ def test_own_csv_data_with_feature_config(tmp_path):
     assert kinds == {"item_id": "id", "price": "bucketized", "tags": "multi_categorical"}
     assert {s.name: s.kind for s in model.user_tower.specs} == {
         "user_id": "id", "age": "continuous", "segment": "categorical",
-        "history": "multi_categorical"}
+        "history": "history"}
     # The export takes the history as a raw string input like any other feature.
     import tensorflow as tf
 

@@ -31,8 +31,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from tfrecall.config import FEATURE_KINDS, FeatureSpec
-from tfrecall.data.readers import STRING_KINDS, DataError, PathLike
+from tfrecall.config import FEATURE_KINDS, STRING_KINDS, FeatureSpec
+from tfrecall.data.readers import DataError, PathLike
 from tfrecall.data.schema import Table
 
 DROP = "drop"

@@ -40,6 +40,7 @@ from typing import Collection, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from tfrecall.config import STRING_KINDS
 from tfrecall.data.schema import DEFAULT_EVENT_LABELS, EXPOSURE_EVENTS, RecallData, Table
 
 PathLike = Union[str, os.PathLike]
@@ -49,7 +50,6 @@ _INTERACTION_COLUMNS = (
     "user_id", "item_id", "label", "event", "timestamp", "request_id", "ranker_score"
 )
 
-STRING_KINDS = ("id", "categorical", "multi_categorical")
 """Feature kinds whose values are str (the others, continuous/bucketized, are numbers)."""
 
 logger = logging.getLogger(__name__)

@@ -147,3 +147,66 @@ def leave_last_n_split(data: RecallData, n: int = 1) -> Tuple[RecallData, Recall
         data.subset(~is_test, name=f"{data.name}/train"),
         data.subset(is_test, name=f"{data.name}/test"),
     )
+
+
+def holdout_pairs(users: np.ndarray, items: np.ndarray, fraction: float,
+                  seed: int = 0) -> np.ndarray:
+    """Per user, a random share of their distinct (user, item) pairs: the rows to hold out.
+
+    Each user with d distinct items holds out ``floor(d * fraction + U)`` of them (U
+    uniform in [0, 1): stochastic rounding, so the expected share is ``fraction`` for
+    every d), at most ``d - 1``: a user with one item keeps it. Every row of a held-out
+    pair is held out, so a repeated item never sits on both sides.
+
+    Args:
+      users, items: `(n,)` aligned arrays of ids or indices (any hashable dtype).
+      fraction: the share to hold out, in (0, 1).
+      seed: numpy seed (same inputs and seed -> same rows).
+
+    Returns:
+      `(n,)` bool mask of the held-out rows.
+    """
+    _check_fraction(fraction)
+    users, items = np.asarray(users), np.asarray(items)
+    if users.shape != items.shape or users.ndim != 1:
+        raise ValueError(f"users and items must be 1-D of one length, got {users.shape} and "
+                         f"{items.shape}")
+    if len(users) == 0:
+        return np.zeros(0, dtype=bool)
+    _, user_code = np.unique(users, return_inverse=True)
+    _, item_code = np.unique(items, return_inverse=True)
+    pair_key, pair_of_row = np.unique(user_code.astype(np.int64) * (item_code.max() + 1)
+                                      + item_code, return_inverse=True)
+    pair_user = pair_key // (item_code.max() + 1)
+    rng = np.random.default_rng(seed)
+    # Shuffle pairs within each user (sort by user, then a random key), then hold out
+    # each user's first n_u.
+    order = np.lexsort((rng.random(len(pair_key)), pair_user))
+    sorted_user = pair_user[order]
+    starts = np.r_[0, np.flatnonzero(sorted_user[1:] != sorted_user[:-1]) + 1]
+    counts = np.diff(np.r_[starts, len(order)])
+    n_hold = np.minimum(np.floor(counts * fraction + rng.random(len(counts))), counts - 1)
+    rank = np.arange(len(order)) - np.repeat(starts, counts)
+    held_pair = np.zeros(len(pair_key), dtype=bool)
+    held_pair[order] = rank < np.repeat(n_hold, counts)
+    return held_pair[pair_of_row]
+
+
+def validation_split(train: RecallData, fraction: float = 0.1,
+                     seed: int = 0) -> Tuple[RecallData, RecallData]:
+    """Carves a validation slice from a TRAINING split, per user (`holdout_pairs`).
+
+    Only positives move: each user keeps at least one training positive, and exposure
+    rows stay in training. Choices (epochs, lambda) made on the slice never see the test
+    split.
+
+    Returns:
+      ``(fit, validation)`` named ``"<name>/fit"`` and ``"<name>/validation"``.
+    """
+    inter = train.interactions
+    positive = np.flatnonzero(inter["positive"])
+    held = np.zeros(train.num_interactions, dtype=bool)
+    held[positive] = holdout_pairs(inter["user_id"][positive], inter["item_id"][positive],
+                                   fraction, seed)
+    return (train.subset(~held, name=f"{train.name}/fit"),
+            train.subset(held, name=f"{train.name}/validation"))

@@ -1,8 +1,9 @@
 """One evaluation harness for the model and the baselines, so they are scored alike.
 
 `make_eval_set` turns a train/test split into targets and exclusions over one
-catalogue; `evaluate_model`, `evaluate_popularity` and `evaluate_itemcf` rank the full
-catalogue for every held-out user through `metrics.evaluate_ranking`.
+catalogue; `evaluate_model`, `evaluate_popularity`, `evaluate_itemcf` and
+`evaluate_ease` rank the full catalogue for every held-out user through
+`metrics.evaluate_ranking`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ from typing import Dict, Mapping, Sequence
 import numpy as np
 
 from tfrecall.data.schema import RecallData
-from tfrecall.evaluation.baselines import popularity_scores
+from tfrecall.evaluation.baselines import (
+    DEFAULT_EASE_MAX_BYTES,
+    EASE,
+    ItemCF,
+    popularity_scores,
+    select_ease_l2,
+)
 from tfrecall.evaluation.metrics import (
     evaluate_embeddings,
     evaluate_ranking,
@@ -99,10 +106,22 @@ def evaluate_popularity(eval_set: EvalSet, ks: Sequence[int]) -> Dict[str, float
     )
 
 
+BASELINES = ("popularity", "itemcf", "ease")
+
+
 def evaluate_baselines(
-    eval_set: EvalSet, ks: Sequence[int], names: Sequence[str] = ("popularity", "itemcf")
+    eval_set: EvalSet, ks: Sequence[int], names: Sequence[str] = BASELINES, log=print,
+    ease_max_bytes: int = DEFAULT_EASE_MAX_BYTES,
 ) -> Dict[str, Dict[str, float]]:
-    """Metrics of each named baseline ("popularity", "itemcf") in this harness."""
+    """Metrics of each named baseline (`BASELINES`) in this harness.
+
+    EASE's lambda is chosen on a validation slice of the training pairs (reported as
+    ``metrics["l2"]``); where its dense matrices exceed `ease_max_bytes` it is skipped
+    with a one-line reason through `log`.
+    """
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINES)}")
     out = {}
     for name in names:
         if name == "popularity":
@@ -110,13 +129,34 @@ def evaluate_baselines(
         elif name == "itemcf":
             out[name] = evaluate_itemcf(eval_set, ks)
         else:
-            raise ValueError(f"unknown baseline {name!r}; known: popularity, itemcf")
+            try:
+                out[name] = evaluate_ease(eval_set, ks, max_bytes=ease_max_bytes)
+            except MemoryError as e:
+                log(f"baseline ease skipped: {e}")
+                continue
+            log(f"baseline ease: l2={out[name]['l2']:g} (chosen on a validation slice of "
+                "the training pairs)")
     return out
 
 
-def evaluate_itemcf(eval_set: EvalSet, ks: Sequence[int], num_neighbors=200) -> Dict[str, float]:
-    from tfrecall.evaluation.baselines import ItemCF
+def evaluate_ease(eval_set: EvalSet, ks: Sequence[int], l2: float = None,
+                  max_bytes: int = DEFAULT_EASE_MAX_BYTES) -> Dict[str, float]:
+    """EASE's metrics; `l2` None: chosen by `select_ease_l2` on the training pairs.
 
+    Raises:
+      MemoryError: the catalogue is too large for `max_bytes` (`EASE.memory_bytes`).
+    """
+    args = (eval_set.train_user_idx, eval_set.train_item_idx, len(eval_set.user_ids),
+            len(eval_set.catalogue))
+    if l2 is None:
+        l2, _ = select_ease_l2(*args, k=max(ks), max_bytes=max_bytes)
+    ease = EASE(l2, max_bytes).fit(*args)
+    metrics = evaluate_ranking(ease.score, len(eval_set.catalogue), eval_set.targets,
+                               eval_set.exclude, ks, item_popularity=eval_set.item_popularity)
+    return {**metrics, "l2": float(l2)}
+
+
+def evaluate_itemcf(eval_set: EvalSet, ks: Sequence[int], num_neighbors=200) -> Dict[str, float]:
     cf = ItemCF(num_neighbors=num_neighbors).fit(
         eval_set.train_user_idx, eval_set.train_item_idx,
         len(eval_set.user_ids), len(eval_set.catalogue),

@@ -286,6 +286,37 @@ class _LookupEmbedding(keras.layers.Layer):
         return config
 
 
+def pool_tokens(strings: tf.Tensor, separator: str, embed, embedding_dim: int) -> tf.Tensor:
+    """Mean of `embed(token)` over the `separator`-joined tokens of each string.
+
+    Empty tokens ("" or the gaps in "a||b") are dropped; a value with no token gives
+    all zeros (no division by zero, no NaN). Keras has no pooled string embedding, and
+    padding the split tokens to a dense (N, max_tokens) matrix for a masked `Embedding`
+    wastes work on long values, so the mean is a segment sum over the ragged tokens
+    divided by max(count, 1).
+
+    Args:
+      strings: string tensor of any shape S.
+      separator: the delimiter between tokens.
+      embed: maps a `(T,)` string tensor of tokens to `(T, embedding_dim)` vectors.
+      embedding_dim: the width of `embed`'s vectors.
+
+    Returns:
+      S + (embedding_dim,) float tensor.
+    """
+    flat = tf.reshape(strings, [-1])
+    tokens = tf.strings.split(flat, sep=separator)  # (N, None) ragged
+    tokens = tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, ""))
+    vectors = embed(tokens.flat_values)  # (T, dim)
+    num_values = tf.shape(flat)[0]
+    sums = tf.math.unsorted_segment_sum(vectors, tokens.value_rowids(), num_values)
+    counts = tf.cast(tokens.row_lengths(), vectors.dtype)[:, tf.newaxis]
+    means = sums / tf.maximum(counts, tf.ones_like(counts))  # (N, dim); empty -> 0 / 1
+    out = tf.reshape(means, tf.concat([tf.shape(strings), [embedding_dim]], axis=0))
+    out.set_shape(strings.shape.concatenate([embedding_dim]))
+    return out
+
+
 @register
 class CategoricalEmbedding(_LookupEmbedding):
     """Embeds one id per value (kinds `id` and `categorical`).
@@ -332,13 +363,8 @@ class MultiCategoricalEmbedding(_LookupEmbedding):
     """Mean of the embeddings of several categories held in one string ("Action|Comedy").
 
     Each value is split on `separator` inside the layer (serving feeds raw strings);
-    empty tokens ("" or the gaps in "a||b") are dropped; every other token is looked
-    up (unknown -> OOV row) and the value's vector is the mean over its tokens. A value
-    with no token gives all zeros (no division by zero, no NaN).
-
-    Keras has no pooled string embedding, and padding the split tokens to a dense
-    (N, max_tokens) matrix for a masked `Embedding` wastes work on long values, so the
-    mean is a segment sum over the ragged tokens divided by max(count, 1).
+    every token is looked up (unknown -> OOV row) and the value's vector is the mean
+    over its tokens (`pool_tokens`: empty tokens dropped, no token -> zeros).
 
     Args:
       embedding_dim: output width.
@@ -396,18 +422,7 @@ class MultiCategoricalEmbedding(_LookupEmbedding):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         strings = ids_to_strings(inputs, self._owner)
-        flat = tf.reshape(strings, [-1])
-        tokens = tf.strings.split(flat, sep=self.separator)  # (N, None) ragged
-        tokens = tf.ragged.boolean_mask(tokens, tf.not_equal(tokens, ""))
-        vectors = self._embed(tokens.flat_values)  # (T, dim)
-        num_values = tf.shape(flat)[0]
-        sums = tf.math.unsorted_segment_sum(vectors, tokens.value_rowids(), num_values)
-        counts = tf.cast(tokens.row_lengths(), vectors.dtype)[:, tf.newaxis]
-        means = sums / tf.maximum(counts, tf.ones_like(counts))  # (N, dim); empty -> 0 / 1
-        out_shape = tf.concat([tf.shape(strings), [self.embedding_dim]], axis=0)
-        out = tf.reshape(means, out_shape)
-        out.set_shape(strings.shape.concatenate([self.embedding_dim]))
-        return out
+        return pool_tokens(strings, self.separator, self._embed, self.embedding_dim)
 
     def compute_output_shape(self, input_shape):
         return tf.TensorShape(input_shape).concatenate([self.embedding_dim])
@@ -423,6 +438,7 @@ __all__ = [
     "MultiCategoricalEmbedding",
     "count_vocabulary",
     "ids_to_strings",
+    "pool_tokens",
     "to_string_array",
     "vocabulary_from_counts",
 ]

@@ -8,11 +8,10 @@ from typing import Any, Dict, List, Mapping, Sequence, Union
 import numpy as np
 
 from tfrecall._backend import keras, register, tf
-from tfrecall.config import FeatureSpec
+from tfrecall.config import STRING_KINDS, FeatureSpec
 from tfrecall.features.continuous import BucketizedEmbedding, ContinuousFeature
 from tfrecall.features.embeddings import CategoricalEmbedding, MultiCategoricalEmbedding
-
-_STRING_KINDS = ("id", "categorical", "multi_categorical")
+from tfrecall.features.history import ItemHistoryEmbedding
 
 
 def _layer_name(feature: str) -> str:
@@ -50,6 +49,8 @@ def build_feature_layer(spec: FeatureSpec) -> keras.layers.Layer:
             min_count=spec.min_count,
             name=name,
         )
+    if spec.kind == "history":
+        return ItemHistoryEmbedding(spec.dim, separator=spec.separator, name=name)
     if spec.kind == "continuous":
         return ContinuousFeature(log1p=spec.log1p, name=name)
     if spec.kind == "bucketized":
@@ -104,6 +105,14 @@ class FeatureEncoder(keras.layers.Layer):
     def specs(self) -> List[FeatureSpec]:
         return list(self._specs)
 
+    def layer(self, feature: str) -> keras.layers.Layer:
+        """The layer that encodes `feature` (ValueError naming the known features)."""
+        for spec, layer in zip(self._specs, self.feature_layers, strict=True):
+            if spec.name == feature:
+                return layer
+        raise ValueError(f"FeatureEncoder: no feature {feature!r}; features: "
+                         f"{[s.name for s in self._specs]}")
+
     @property
     def output_dim(self) -> int:
         return sum(s.dim for s in self._specs)
@@ -140,6 +149,8 @@ class FeatureEncoder(keras.layers.Layer):
         (see `tfrecall.data.stats` for when they are approximate and by how much).
         """
         for spec, layer in zip(self._specs, self.feature_layers, strict=True):
+            if spec.kind == "history":
+                continue  # no state of its own (the item tower's id vocabulary)
             if spec.kind in ("id", "categorical"):
                 layer.adapt_from_counts(stats.token_counts(spec.name, None))
             elif spec.kind == "multi_categorical":
@@ -189,7 +200,7 @@ class FeatureEncoder(keras.layers.Layer):
         """{name: TensorSpec([None], string|float32)}: a batch of raw values per feature."""
         return {
             s.name: tf.TensorSpec(
-                [None], tf.string if s.kind in _STRING_KINDS else tf.float32, name=s.name
+                [None], tf.string if s.kind in STRING_KINDS else tf.float32, name=s.name
             )
             for s in self._specs
         }
@@ -197,7 +208,7 @@ class FeatureEncoder(keras.layers.Layer):
     def default_values(self) -> Dict[str, Any]:
         """What serving feeds for a missing feature: "" (-> an OOV bucket) for string kinds,
         NaN (-> the learned default / the NaN bucket) for numeric kinds."""
-        return {s.name: "" if s.kind in _STRING_KINDS else float("nan") for s in self._specs}
+        return {s.name: "" if s.kind in STRING_KINDS else float("nan") for s in self._specs}
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -117,10 +117,22 @@ class TwoTowerModel(keras.Model):
         self.xla_in_batch = bool(xla_in_batch)
         self.fused_in_batch = bool(fused_in_batch)
         self._loss_fuses = False  # set by compile
+        self._bind_histories()
         self._in_batch_scores = (
             tf.function(self._in_batch_scores_eager, jit_compile=True)
             if self.xla_in_batch else self._in_batch_scores_eager
         )
+
+    def _bind_histories(self) -> None:
+        """Points every user `history` feature at the item tower's id table (shared rows;
+        `tfrecall.features.history`)."""
+        if any(s.kind == "history" for s in self.item_tower.encoder.specs):
+            raise ValueError("a 'history' feature reads the item tower's id table and belongs "
+                             "to the user tower, not the item tower")
+        for spec, layer in zip(self.user_tower.encoder.specs,
+                               self.user_tower.encoder.feature_layers, strict=True):
+            if spec.kind == "history":
+                layer.bind(self.item_tower.encoder.layer(self.item_id_feature))
 
     @classmethod
     def from_specs(
