@@ -112,8 +112,12 @@ flags.DEFINE_integer("item_id_min_count", _D.item_id_min_count,
                      "are scored by their features (the long tail, new items); 1 gives every "
                      "item with a positive its own row. A --feature_config min_count wins.")
 flags.DEFINE_integer("history_items", _D.history_items,
-                     "Add the user's last N training positives as a multi-valued user feature "
-                     "'history' (leave-one-out in training; serving feeds it); 0 disables.")
+                     "The user's last N training positives as the user feature 'history', "
+                     "embedded through the item tower's id table (leave-one-out in training; "
+                     "serving feeds it as one '|'-joined string); 0 disables.")
+flags.DEFINE_boolean("user_id_embedding", _D.user_id_embedding,
+                     "Give each user id its own embedding row. Off by default: the user tower "
+                     "reads features and history only, so new users are served like known ones.")
 flags.DEFINE_list("ks", [str(k) for k in _D.ks], "Cut-offs K of the held-out metrics.")
 flags.DEFINE_boolean("exclude_train", _D.exclude_train,
                      "Exclude each user's training items from the ranking and the targets.")
@@ -199,6 +203,7 @@ def config_from_flags() -> RecipeConfig:
         id_embedding_dim=FLAGS.id_embedding_dim,
         item_id_min_count=FLAGS.item_id_min_count,
         history_items=FLAGS.history_items,
+        user_id_embedding=FLAGS.user_id_embedding,
         ks=tuple(int(k) for k in FLAGS.ks),
         exclude_train=FLAGS.exclude_train,
         baselines=tuple(FLAGS.baselines),
