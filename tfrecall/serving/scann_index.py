@@ -13,11 +13,14 @@ the target with a margin (its lower confidence bound over the tuning queries,
 to the search op at every call, so the exported SavedModel serves exactly what was
 measured.
 
-Determinism: ScaNN trains its partitioner and quantizer with several threads by
-default, and the same data and seed then gave different trees (40, 37 and 38 leaves
-searched over three 1M-item builds, issue 16). Training runs on one thread here
-(`set_n_training_threads(1)`), which makes two builds of the same data identical
-(tested); it costs a few seconds of build time.
+Determinism: ScaNN's training is not deterministic, and no builder option makes it
+so: the same data and seed gave 40, 37 and 38 leaves searched over three 1M-item
+builds (issue 16), and even on one training thread (`set_n_training_threads(1)`)
+two builds of 20k items serialize different partitioner and quantizer tensors. What
+the tuning does guarantee is its stopping rule: whatever tree a build gets, the
+settings chosen are the cheapest whose recall lower bound reaches the target on the
+tuning queries (tested over repeated builds), so the served recall stays above the
+target while `leaves_to_search` may differ by a few leaves between builds.
 
 In the SavedModel the searcher lives as `searcher.serialize_to_module()` (a
 `tf.Module` of plain tensors) and is re-created with `searcher_from_module` inside
@@ -127,8 +130,8 @@ def build_scann(
       queries: `(Q, D)` tuning queries (None: sampled item embeddings).
       target_recall: recall@10 to reach.
       exact_below: smaller catalogues use the exact scorer.
-      seed: query-sampling seed (ScaNN's training runs on one thread, so the same
-        data and seed give the same searcher and settings).
+      seed: query-sampling seed (ScaNN's own training is not deterministic: the
+        tuned settings may differ slightly between builds; see the module doc).
       num_tuning_queries: queries sampled for tuning.
       num_leaves: partitions (default about sqrt(n)).
       reorder: first re-ordering depth tried (default max(200, 2k)); doubled up to
@@ -146,7 +149,7 @@ def build_scann(
     _, exact_scores = tuning.exact_top_k(q, embeddings, RECALL_AT)
     exact_seconds = time.time() - start
     db = tf.constant(embeddings, tf.float32)
-    builder = scann_ops.builder(db, min(k, n), "dot_product").set_n_training_threads(1)
+    builder = scann_ops.builder(db, min(k, n), "dot_product")
     if n < exact_below:
         index = ScannIndex(builder.score_brute_force().build().serialize_to_module(), n)
         recall, _ = _recall(index, q, embeddings, exact_scores, confidence)
@@ -199,7 +202,7 @@ def build_scann(
               "reorder": index.reorder, "ah_dims_per_block": 2,
               "anisotropic_quantization_threshold": 0.2,
               "recall_lower_bound": round(low, 5), "confidence": confidence, "seed": seed,
-              "training_threads": 1}
+              "deterministic": False}
     return index, _report("tree_ah", index, n, dim, recall, target_recall, q, source, start,
                           params, curve, exact_seconds + time.time() - tuning_start)
 
