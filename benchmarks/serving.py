@@ -92,6 +92,17 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
+def _sample_items(rng, n, centres, p, noise):
+    """`(n, d)` unit items normalize(centres[a] + noise N(0, I)), a ~ p, in chunks."""
+    d = centres.shape[1]
+    items = np.empty((n, d), np.float32)
+    for s in range(0, n, 262_144):
+        m = min(n, s + 262_144) - s
+        a = rng.choice(len(centres), size=m, p=p)
+        items[s : s + m] = _unit(centres[a] + noise * rng.standard_normal((m, d), dtype=np.float32))
+    return items
+
+
 def generate(n, d, genres, subtopics, s1, s2, qs, num_queries, seed):
     """`(n, d)` items and `(num_queries, d)` queries, float32 unit rows (see module doc)."""
     rng = np.random.default_rng(seed)
@@ -101,11 +112,7 @@ def generate(n, d, genres, subtopics, s1, s2, qs, num_queries, seed):
     t = len(sub)
     p = 1.0 / np.arange(1, t + 1) ** 0.7
     p = (p / p.sum())[rng.permutation(t)]
-    items = np.empty((n, d), np.float32)
-    for s in range(0, n, 262_144):
-        m = min(n, s + 262_144) - s
-        a = rng.choice(t, size=m, p=p)
-        items[s : s + m] = _unit(sub[a] + s2 * rng.standard_normal((m, d), dtype=np.float32))
+    items = _sample_items(rng, n, sub, p, s2)
     a = rng.choice(t, size=num_queries, p=p)
     b = (a // subtopics) * subtopics + rng.integers(0, subtopics, num_queries)
     q = _unit(0.8 * sub[a] + 0.2 * sub[b]
@@ -119,11 +126,7 @@ def generate_hard(n, d, centres, zipf, s2, qs, num_queries, seed):
     c = _unit(rng.standard_normal((centres, d), dtype=np.float32))
     p = 1.0 / np.arange(1, centres + 1) ** zipf
     p /= p.sum()
-    items = np.empty((n, d), np.float32)
-    for s in range(0, n, 262_144):
-        m = min(n, s + 262_144) - s
-        a = rng.choice(centres, size=m, p=p)
-        items[s : s + m] = _unit(c[a] + s2 * rng.standard_normal((m, d), dtype=np.float32))
+    items = _sample_items(rng, n, c, p, s2)
     b = rng.choice(centres, size=num_queries, p=p)
     q = _unit(c[b] + qs * rng.standard_normal((num_queries, d), dtype=np.float32))
     return items, q.astype(np.float32)
