@@ -102,3 +102,57 @@ def test_probe_recall_curve_matches_searching_at_each_nprobe(data):
         recall = np.mean([(np.pad(f, (0, 10 - len(f)), constant_values=-9) >= t - 1e-6).mean()
                           for f, t in zip(found, kth, strict=True)])
         assert abs(curve[nprobe - 1] - recall) < 1e-9, nprobe
+
+
+def test_leaves_are_balanced_and_padding_is_low(data):
+    emb, _ = data
+    layout = ivf.build_partitions(emb, num_clusters=10, capacity=64, seed=1)
+    fill = (layout.members >= 0).sum(axis=1)
+    assert fill.max() <= 64
+    # A cell of m items becomes ceil(m / 64) leaves of near-equal size: with 10 cells,
+    # at most 10 leaves hold fewer than half of 64 items, and the padded tensor
+    # holds under 1.25x the items (2000 items -> at most 2500 slots).
+    assert (fill < 32).sum() <= 10
+    assert layout.members.size <= 1.25 * len(emb)
+    again = ivf.build_partitions(emb, num_clusters=10, capacity=64, seed=1)
+    np.testing.assert_array_equal(layout.members, again.members)  # deterministic per seed
+
+
+@pytest.mark.parametrize("c", [1, 7, 50, 200])
+def test_top_k_by_block_equals_a_flat_top_k(c):
+    rng = np.random.default_rng(c)
+    # Rounded values make ties: compare values, and check each position holds its value.
+    scores = np.round(rng.standard_normal((3, 20, 10)), 1).astype(np.float32)
+    top, pos = ivf.top_k_by_block(tf.constant(scores), tf.constant(c))
+    flat = scores.reshape(3, -1)
+    np.testing.assert_allclose(top.numpy(), -np.sort(-flat, axis=1)[:, :c])
+    np.testing.assert_allclose(np.take_along_axis(flat, pos.numpy(), axis=1), top.numpy())
+    assert all(len(set(p)) == c for p in pos.numpy().tolist())
+
+
+def test_probe_recall_spread_matches_per_query_recalls(data):
+    emb, queries = data
+    layout = ivf.build_partitions(emb, num_clusters=10, capacity=64, seed=1)
+    exact = np.argsort(-(queries @ emb.T), axis=1, kind="stable")[:, :10]
+    kth = np.sort(queries @ emb.T, axis=1)[:, ::-1][:, 9]
+    mean, std = ivf.probe_recall_curve(layout, queries, exact, with_std=True)
+    for nprobe in (1, 3, 9):
+        per_query = np.array([
+            (np.pad(numpy_ivf(layout, q, nprobe, 10)[1], (0, 10), constant_values=-9)[:10]
+             >= t - 1e-6).mean()
+            for q, t in zip(queries, kth, strict=True)
+        ])
+        assert abs(mean[nprobe - 1] - per_query.mean()) < 1e-9
+        assert abs(std[nprobe - 1] - per_query.std()) < 1e-9
+
+
+def test_single_query_search_matches_a_numpy_ivf(data):
+    emb, queries = data
+    layout = ivf.build_partitions(emb, num_clusters=10, capacity=64, seed=1)
+    args = [tf.constant(layout.centroids), tf.constant(layout.embeddings),
+            tf.constant(layout.members)]
+    for q in queries[:5]:
+        rows, scores = ivf.partitioned_search(tf.constant(q[None]), *args, 4, tf.constant(30))
+        ref_rows, ref_scores = numpy_ivf(layout, q, 4, 30)
+        np.testing.assert_allclose(scores.numpy()[0], ref_scores, atol=1e-5)
+        np.testing.assert_allclose(emb[rows.numpy()[0]] @ q, ref_scores, atol=1e-5)

@@ -1,30 +1,29 @@
 """Indexes over the item catalogue, as `tf.Module`s traced into the serving SavedModel.
 
-Three kinds, one interface (`Index.search`):
+Three kinds, one interface (`index_base.Index.search`):
 
 - ``brute_force``: exact `matmul` + `top_k` over all items; stock TensorFlow ops.
-- ``partitioned``: an inverted file (`tfrecall.serving.partitioned`); stock
-  TensorFlow ops, sub-linear, `nprobe` tuned to a target recall.
+- ``partitioned``: an inverted file of small leaves (`tfrecall.serving.partitioned`);
+  stock TensorFlow ops, sub-linear, `nprobe` tuned to a target recall.
 - ``scann``: ScaNN (`tfrecall.serving.scann_index`); needs the ScaNN ops to load.
 
 Every builder follows the catalogue: below `exact_below` items the index is exact
 (matmul + top_k for the stock-ops kinds, ScaNN's brute-force scorer), above it the
-approximate setting is tuned at build time against exact search on sample queries
-until recall@10 reaches `target_recall`. What was built and measured comes back as
-an `IndexReport` (written beside the model by the export).
+approximate setting is tuned at build time against exact search on sample queries:
+the cheapest setting whose recall@10 *lower confidence bound* over the tuning queries
+(`tuning.lower_bound`, default confidence 0.99) reaches `target_recall`, so the
+served recall on new queries from the same distribution lands above the target, not
+on either side of it. What was built and measured comes back as an `IndexReport`
+(written beside the model by the export).
 
-Excluding items (`exclude_rows`): brute force masks their scores before `top_k`; the
-approximate indexes fetch K + M candidates (M = excluded per row) and drop the
-excluded ones, so K remain whenever the catalogue has K items that are not excluded.
-A row that cannot be filled gets row -1 and score `MIN_FLOAT`.
+Imports run one way: this module imports `index_base`, `partitioned`, `tuning` and
+`scann_index` (which imports the ScaNN package only when an index is built or loaded).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -32,109 +31,17 @@ from tfrecall._backend import tf
 from tfrecall.losses.lists import MIN_FLOAT
 from tfrecall.serving import partitioned as ivf
 from tfrecall.serving import tuning
+from tfrecall.serving.index_base import (
+    RECALL_AT,
+    Index,
+    IndexReport,
+    drop_rows,
+    top_k_padded,
+)
+from tfrecall.serving.scann_index import build_scann
 
 INDEX_KINDS = ("scann", "brute_force", "partitioned")
-RECALL_AT = 10
-
-
-@dataclasses.dataclass
-class IndexReport:
-    """What an index builder built and measured.
-
-    Attributes:
-      kind: the index kind.
-      mode: "exact" or the approximate scheme ("tree_ah", "ivf").
-      num_items, dim: catalogue size and embedding width.
-      recall_at_10: recall@10 against exact search on the tuning queries (1.0 for
-        an exact index, measured for approximate ones).
-      target_recall: the recall the tuning aimed at.
-      target_met: whether recall_at_10 >= target_recall.
-      tuning_queries: how many queries the recall was measured on, and their source
-        ("user_queries" or "item_embeddings").
-      build_seconds: building and tuning time.
-      tuning_seconds: the tuning part of it (exact search on the tuning queries and
-        the recall measurements).
-      index_bytes: bytes of the index's tensors (what the SavedModel stores for it).
-      params: the chosen settings (leaves, leaves_to_search, nprobe, ...).
-      tuning_curve: [(setting, recall@10)] in the order tried.
-    """
-
-    kind: str
-    mode: str
-    num_items: int
-    dim: int
-    recall_at_10: float
-    target_recall: float
-    target_met: bool
-    tuning_queries: int
-    tuning_query_source: str
-    build_seconds: float
-    index_bytes: int
-    params: Dict[str, object] = dataclasses.field(default_factory=dict)
-    tuning_seconds: float = 0.0
-    tuning_curve: List[Tuple[object, float]] = dataclasses.field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["recall_at_10"] = round(self.recall_at_10, 5)
-        d["build_seconds"] = round(self.build_seconds, 3)
-        d["tuning_seconds"] = round(self.tuning_seconds, 3)
-        d["tuning_curve"] = [[s, round(r, 5)] for s, r in self.tuning_curve]
-        return d
-
-
-class Index(tf.Module):
-    """Base: `search(queries, num_results, exclude_rows)` -> `(B, K)` rows and scores."""
-
-    kind = "index"
-
-    def candidates(self, queries: tf.Tensor, num_results: tf.Tensor):
-        """`(B, C)` int32 rows (-1 = none) and float32 scores, best first, C <= num_results."""
-        raise NotImplementedError
-
-    def search(self, queries: tf.Tensor, k: int, exclude_rows: Optional[tf.Tensor] = None):
-        """The best `k` items per query, excluded rows removed.
-
-        Args:
-          queries: `(B, D)` float32.
-          k: results per query (Python int).
-          exclude_rows: optional `(B, M)` int32 catalogue rows never returned, -1 = none.
-
-        Returns:
-          `(rows, scores)`: `(B, k)` int32 (-1 where fewer than k items qualify) and
-          `(B, k)` float32 (`MIN_FLOAT` there), best first.
-        """
-        if exclude_rows is None:
-            rows, scores = self.candidates(queries, tf.constant(k, tf.int32))
-        else:
-            extra = tf.shape(exclude_rows)[1]
-            rows, scores = self.candidates(queries, k + extra)
-            rows, scores = drop_rows(rows, scores, exclude_rows)
-        return top_k_padded(rows, scores, k)
-
-
-def drop_rows(rows: tf.Tensor, scores: tf.Tensor, exclude_rows: tf.Tensor):
-    """Marks candidates listed in `exclude_rows` as none (-1, `MIN_FLOAT`).
-
-    Args:
-      rows: `(B, C)` int32 candidate rows, -1 = none.
-      scores: `(B, C)` float32.
-      exclude_rows: `(B, M)` int32, -1 = padding.
-    """
-    hit = tf.reduce_any(tf.equal(rows[:, :, None], exclude_rows[:, None, :]), axis=-1)
-    gone = tf.logical_or(hit, rows < 0)
-    return tf.where(gone, -1, rows), tf.where(gone, MIN_FLOAT, scores)
-
-
-def top_k_padded(rows: tf.Tensor, scores: tf.Tensor, k: int):
-    """The best `k` of `(B, C)` candidates; C < k is padded with (-1, `MIN_FLOAT`)."""
-    pad = tf.maximum(0, k - tf.shape(rows)[1])
-    rows = tf.pad(rows, [[0, 0], [0, pad]], constant_values=-1)
-    scores = tf.pad(scores, [[0, 0], [0, pad]], constant_values=MIN_FLOAT)
-    # top_k keeps equal scores in index order, so (-1, MIN_FLOAT) slots stay last.
-    top, pos = tf.math.top_k(scores, k=k)
-    rows = tf.gather(rows, pos, batch_dims=1)
-    return tf.where(top > MIN_FLOAT, rows, -1), top
+DEFAULT_CONFIDENCE = 0.99
 
 
 class BruteForceIndex(Index):
@@ -211,12 +118,17 @@ def build_partitioned(
     num_tuning_queries: int = 1000,
     seed: int = 0,
     num_clusters: Optional[int] = None,
-) -> Tuple[PartitionedIndex, IndexReport]:
-    """An inverted file whose `nprobe` is the smallest reaching `target_recall`.
+    capacity: int = ivf.DEFAULT_CAPACITY,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> Tuple[Index, IndexReport]:
+    """An inverted file whose `nprobe` is the smallest reaching `target_recall` with margin.
 
-    The recall curve over every `nprobe` comes from one ranking of the partitions
-    (`partitioned.probe_recall_curve`); the chosen setting is then measured through
-    the TensorFlow search itself, and raised if that falls short.
+    The recall curve over every `nprobe`, with its spread over the tuning queries,
+    comes from one ranking of the partitions (`partitioned.probe_recall_curve`); the
+    chosen setting is the smallest whose lower confidence bound reaches the target.
+    It is then measured through the TensorFlow search itself, and raised if that
+    bound falls short. Everything is seeded numpy or deterministic TF: the same
+    data and seed give the same index.
 
     Args:
       embeddings: `(n, D)` float32 item embeddings.
@@ -227,6 +139,8 @@ def build_partitioned(
       num_tuning_queries: queries sampled for tuning.
       seed: k-means and sampling seed.
       num_clusters: k-means cells (default about sqrt(n)).
+      capacity: items per leaf S.
+      confidence: of the lower bound on recall that must reach the target.
     """
     start = time.time()
     n = len(embeddings)
@@ -237,15 +151,18 @@ def build_partitioned(
         report.kind = "partitioned"
         report.target_recall = target_recall
         return index, report
-    layout = ivf.build_partitions(embeddings, num_clusters=num_clusters, seed=seed)
+    layout = ivf.build_partitions(embeddings, num_clusters=num_clusters, capacity=capacity,
+                                  seed=seed)
     tuning_start = time.time()
     q, source = tuning.sample_queries(queries, embeddings, num_tuning_queries, seed)
     exact_rows, exact_scores = tuning.exact_top_k(q, embeddings, RECALL_AT)
-    curve = ivf.probe_recall_curve(layout, q, exact_rows)
+    curve, spread = ivf.probe_recall_curve(layout, q, exact_rows, with_std=True)
+    bound = np.array([tuning.lower_bound(m, sd, len(q), confidence)
+                      for m, sd in zip(curve, spread, strict=True)])
     # The nprobe smallest partitions must hold k items, so K results always come back.
     fill = np.sort((layout.members >= 0).sum(axis=1))
     min_probe = int(np.searchsorted(np.cumsum(fill), min(k, n))) + 1
-    reach = np.nonzero(curve >= target_recall - 1e-12)[0]
+    reach = np.nonzero(bound >= target_recall - 1e-12)[0]
     nprobe = int(reach[0]) + 1 if len(reach) else layout.num_partitions
     nprobe = min(max(nprobe, min_probe), layout.num_partitions)
     index = PartitionedIndex(layout, nprobe)
@@ -253,33 +170,34 @@ def build_partitioned(
     while True:
         index.nprobe = nprobe  # read when a search is traced or run eagerly
         rows, _ = index.candidates(tf.constant(q), tf.constant(RECALL_AT))
-        recall = tuning.recall_at_k(rows.numpy(), q, embeddings, exact_scores, RECALL_AT)
+        per_query = tuning.recall_at_k(rows.numpy(), q, embeddings, exact_scores, RECALL_AT,
+                                       per_query=True)
+        recall = float(per_query.mean())
+        low = tuning.lower_bound(recall, float(per_query.std()), len(q), confidence)
         tried.append((nprobe, recall))
-        if recall >= target_recall or nprobe == layout.num_partitions:
+        if low >= target_recall or nprobe == layout.num_partitions:
             break
-        nprobe = min(layout.num_partitions, nprobe + max(1, nprobe // 10))
+        nprobe = min(layout.num_partitions, nprobe + max(1, nprobe // 20))
+    members = int((layout.members >= 0).sum())
     report = IndexReport(
         kind="partitioned", mode="ivf", num_items=n,
         dim=embeddings.shape[1], recall_at_10=recall, target_recall=target_recall,
-        target_met=recall >= target_recall, tuning_queries=len(q), tuning_query_source=source,
+        target_met=low >= target_recall, tuning_queries=len(q), tuning_query_source=source,
         build_seconds=time.time() - start, tuning_seconds=time.time() - tuning_start,
         index_bytes=layout.nbytes,
         params={
             "num_partitions": layout.num_partitions, "capacity": layout.capacity,
             "nprobe": nprobe, "scanned_fraction": round(nprobe * layout.capacity / n, 5),
-            "padded_rows": int(layout.members.size),
+            "padded_rows": int(layout.members.size), "padding": round(layout.members.size
+                                                                      / members, 4),
+            "recall_lower_bound": round(low, 5), "confidence": confidence, "seed": seed,
+            "deterministic": True,
         },
         tuning_curve=[
-            (f"nprobe={p}", float(curve[p - 1])) for p in _schedule(layout.num_partitions)
+            (f"nprobe={p}", float(curve[p - 1])) for p in tuning.schedule(layout.num_partitions)
         ] + [(f"nprobe={p} (measured by search)", r) for p, r in tried],
     )
     return index, report
-
-
-def _schedule(total: int) -> List[int]:
-    """Settings reported/tried in a tuning curve: 0.2% .. 100% of `total`, ascending."""
-    fractions = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1)
-    return sorted({max(1, min(total, int(math.ceil(total * f)))) for f in fractions})
 
 
 def build_index(
@@ -298,7 +216,8 @@ def build_index(
       embeddings: `(n, D)` float32 item embeddings, row i = catalogue item i.
       k: results per query the export serves.
       queries: `(Q, D)` float32 sample user queries for tuning (None: item embeddings).
-      target_recall: recall@10 the approximate indexes are tuned to (0 < t <= 1).
+      target_recall: recall@10 the approximate indexes are tuned to (0 < t <= 1): the
+        lower 0.99 confidence bound of their recall over the tuning queries reaches it.
       exact_below: catalogues smaller than this are searched exactly.
       seed: seed of clustering and query sampling.
 
@@ -324,8 +243,6 @@ def build_index(
         return build_brute_force(embeddings)
     if kind == "partitioned":
         return build_partitioned(embeddings, k, **common)
-    from tfrecall.serving.scann_index import build_scann  # ScaNN ops load only if needed
-
     return build_scann(embeddings, k, **common)
 
 

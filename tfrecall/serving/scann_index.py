@@ -7,10 +7,20 @@ nearest the query with 4-bit anisotropic product codes, then re-scores the best
 brute-force scorer instead.
 
 Both knobs are fixed at build time by tuning: for the first re-ordering depth that
-works, the smallest `leaves_to_search` whose recall@10 against exact numpy search
-reaches the target (a coarse ascending schedule, then bisection). They are passed to
-the search op at every call, so the exported SavedModel serves exactly what was
+works, the smallest `leaves_to_search` whose recall@10 against exact search reaches
+the target with a margin (its lower confidence bound over the tuning queries,
+`tuning.lower_bound`; a coarse ascending schedule, then bisection). They are passed
+to the search op at every call, so the exported SavedModel serves exactly what was
 measured.
+
+Determinism: ScaNN's training is not deterministic, and no builder option makes it
+so: the same data and seed gave 40, 37 and 38 leaves searched over three 1M-item
+builds (issue 16), and even on one training thread (`set_n_training_threads(1)`)
+two builds of 20k items serialize different partitioner and quantizer tensors. What
+the tuning does guarantee is its stopping rule: whatever tree a build gets, the
+settings chosen are the cheapest whose recall lower bound reaches the target on the
+tuning queries (tested over repeated builds), so the served recall stays above the
+target while `leaves_to_search` may differ by a few leaves between builds.
 
 In the SavedModel the searcher lives as `searcher.serialize_to_module()` (a
 `tf.Module` of plain tensors) and is re-created with `searcher_from_module` inside
@@ -30,7 +40,7 @@ import numpy as np
 from tfrecall._backend import tf
 from tfrecall.losses.lists import MIN_FLOAT
 from tfrecall.serving import tuning
-from tfrecall.serving.index import RECALL_AT, Index, IndexReport, _schedule
+from tfrecall.serving.index_base import RECALL_AT, Index, IndexReport
 
 
 def import_scann_ops():
@@ -90,9 +100,13 @@ class ScannIndex(Index):
         return tf.where(none, -1, rows), tf.where(none, MIN_FLOAT, scores)
 
 
-def _recall(index: ScannIndex, q, embeddings, exact_scores) -> float:
+def _recall(index: ScannIndex, q, embeddings, exact_scores, confidence: float):
+    """`(recall@10, its lower confidence bound)` of `index` on the tuning queries."""
     rows, _ = index.candidates(tf.constant(q), tf.constant(RECALL_AT))
-    return tuning.recall_at_k(rows.numpy(), q, embeddings, exact_scores, RECALL_AT)
+    per_query = tuning.recall_at_k(rows.numpy(), q, embeddings, exact_scores, RECALL_AT,
+                                   per_query=True)
+    mean = float(per_query.mean())
+    return mean, tuning.lower_bound(mean, float(per_query.std()), len(q), confidence)
 
 
 def build_scann(
@@ -106,6 +120,7 @@ def build_scann(
     num_leaves: Optional[int] = None,
     reorder: Optional[int] = None,
     training_sample_size: int = 250_000,
+    confidence: float = 0.99,
 ) -> Tuple[ScannIndex, IndexReport]:
     """Builds a ScaNN searcher over `embeddings` (dot product) and tunes it.
 
@@ -115,12 +130,14 @@ def build_scann(
       queries: `(Q, D)` tuning queries (None: sampled item embeddings).
       target_recall: recall@10 to reach.
       exact_below: smaller catalogues use the exact scorer.
-      seed: query-sampling seed (ScaNN's own training is deterministic).
+      seed: query-sampling seed (ScaNN's own training is not deterministic: the
+        tuned settings may differ slightly between builds; see the module doc).
       num_tuning_queries: queries sampled for tuning.
       num_leaves: partitions (default about sqrt(n)).
       reorder: first re-ordering depth tried (default max(200, 2k)); doubled up to
         twice when even searching every leaf misses the target.
       training_sample_size: items the partitioner trains on.
+      confidence: of the lower bound on recall that must reach the target.
 
     Returns:
       `(index, report)`.
@@ -135,7 +152,7 @@ def build_scann(
     builder = scann_ops.builder(db, min(k, n), "dot_product")
     if n < exact_below:
         index = ScannIndex(builder.score_brute_force().build().serialize_to_module(), n)
-        recall = _recall(index, q, embeddings, exact_scores)
+        recall, _ = _recall(index, q, embeddings, exact_scores, confidence)
         return index, _report("exact", index, n, dim, recall, target_recall, q, source, start,
                               {}, [], exact_seconds)
 
@@ -154,36 +171,38 @@ def build_scann(
 
     def measure(search_leaves, depth):
         index.leaves_to_search, index.reorder = search_leaves, depth
-        r = _recall(index, q, embeddings, exact_scores)
-        curve.append((f"leaves={search_leaves},reorder={depth}", r))
+        r = _recall(index, q, embeddings, exact_scores, confidence)
+        curve.append((f"leaves={search_leaves},reorder={depth}", r[0]))
         return r
 
     best = None
     for depth in (first_reorder, 2 * first_reorder, 4 * first_reorder):
-        lo, hi = 0, None  # recall(lo) < target <= recall(hi)
-        for s in _schedule(leaves):
+        lo, hi = 0, None  # bound(lo) < target <= bound(hi)
+        for s in tuning.schedule(leaves):
             r = measure(s, depth)
-            if r >= target_recall:
+            if r[1] >= target_recall:
                 hi = (s, r)
                 break
             lo = s
         if hi is None:
-            if best is None or r > best[2]:
+            if best is None or r[1] > best[2][1]:
                 best = (leaves, depth, r)
             continue
-        while hi[0] - lo > max(1, hi[0] // 20):  # bisect to within about 5%
+        while hi[0] - lo > 1:  # bisect to the smallest setting (recall rises with it)
             mid = (lo + hi[0]) // 2
             r = measure(mid, depth)
-            if r >= target_recall:
+            if r[1] >= target_recall:
                 hi = (mid, r)
             else:
                 lo = mid
         best = (hi[0], depth, hi[1])
         break
-    index.leaves_to_search, index.reorder, recall = best
+    index.leaves_to_search, index.reorder, (recall, low) = best
     params = {"num_leaves": leaves, "leaves_to_search": index.leaves_to_search,
               "reorder": index.reorder, "ah_dims_per_block": 2,
-              "anisotropic_quantization_threshold": 0.2}
+              "anisotropic_quantization_threshold": 0.2,
+              "recall_lower_bound": round(low, 5), "confidence": confidence, "seed": seed,
+              "deterministic": False}
     return index, _report("tree_ah", index, n, dim, recall, target_recall, q, source, start,
                           params, curve, exact_seconds + time.time() - tuning_start)
 
@@ -195,7 +214,8 @@ def _report(mode, index, n, dim, recall, target, q, source, start, params, curve
         state_bytes += sum(len(x) for x in a.ravel()) if a.dtype == object else a.nbytes
     return IndexReport(
         kind="scann", mode=mode, num_items=n, dim=dim, recall_at_10=recall,
-        target_recall=target, target_met=recall >= target, tuning_queries=len(q),
+        target_recall=target, target_met=params.get("recall_lower_bound", recall) >= target,
+        tuning_queries=len(q),
         tuning_query_source=source, build_seconds=time.time() - start,
         index_bytes=int(state_bytes), params=params, tuning_curve=curve, tuning_seconds=tuning_s,
     )
