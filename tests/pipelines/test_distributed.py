@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 
 ARGS = ["--synthetic_users=800", "--synthetic_items=400", "--epochs=2", "--batch_size=512",
+        "--validation_fraction=0",
         "--baselines=popularity", "--index=brute_force", "--verbose=0"]
 
 
@@ -57,7 +58,7 @@ def test_two_workers_match_a_single_worker_run(tmp_path, subprocess_env):
                                                                 "saved_model.pb"))
     assert worker["export_path"] is None
     assert sorted(os.listdir(tmp_path / "multi" / "export")) == ["1"]
-    assert (tmp_path / "multi" / "checkpoints" / "ckpt-002.index").exists()
+    assert (tmp_path / "multi" / "checkpoints" / "final" / "ckpt-002.index").exists()
     # Same global batch, same seeds: the two-worker model matches the single-worker one.
     for key in ("recall@10", "recall@100"):
         assert chief["metrics"][key] == pytest.approx(ref["metrics"][key], abs=0.02), key

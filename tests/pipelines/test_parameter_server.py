@@ -22,7 +22,7 @@ MIN_SHARD_BYTES = 32 << 10
 # --item_id_min_count=1: every item with a positive gets a row, so the item table is large
 # enough to be sharded.
 ARGS = ["--synthetic_users=800", "--synthetic_items=400", "--epochs=2", "--batch_size=512",
-        "--item_id_min_count=1",
+        "--item_id_min_count=1", "--validation_fraction=0", "--user_id_embedding",
         "--baselines=popularity", "--index=brute_force", "--verbose=0",
         f"--ps_min_shard_bytes={MIN_SHARD_BYTES}"]
 
@@ -130,7 +130,7 @@ def test_chief_worker_and_two_ps_train_a_sharded_model(tmp_path, subprocess_env)
     # Both epochs ran: one checkpoint each, and 2 x the epoch's rows trained on.
     rows = int(chief.stdout.split("rows/epoch=")[1].split()[0])
     assert summary["train_examples"] == 2 * rows
-    assert (model_dir / "checkpoints" / "ckpt-002.index").exists()
+    assert (model_dir / "checkpoints" / "final" / "ckpt-002.index").exists()
     assert os.listdir(model_dir / "logs")  # TensorBoard (epoch summaries) under PS too
 
     # The id-embedding tables are ShardedVariables, one shard on each ps; the dense

@@ -52,7 +52,8 @@ def test_main_job_with_no_data_flags_beats_popularity_and_exports(tmp_path, subp
         from tfrecall.recipe import load_model
         from tfrecall.serving import embed_users
         m = load_model({str(tmp_path / 'run')!r})
-        users = {{"user_id": np.array(["u1", "u2", "nobody"], object)}}
+        users = {{"user_id": np.array(["u1", "u2", "nobody"], object),
+                  "history": np.array(["i1|i7|i30", "i2", ""], object)}}
         print(json.dumps(embed_users(m, users).tolist()))
     """)
     a = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -63,7 +64,9 @@ def test_main_job_with_no_data_flags_beats_popularity_and_exports(tmp_path, subp
         m = tf.saved_model.load({export!r})
         sig = m.signatures["user_embedding"]
         specs = sig.structured_input_signature[1]
+        assert "history" in specs  # the default user tower reads the history
         feed = {{k: tf.constant(["u1", "u2", "nobody"]) if k == "user_id" else
+                 tf.constant(["i1|i7|i30", "i2", ""]) if k == "history" else
                  (tf.constant(["", "", ""]) if s.dtype == tf.string else tf.constant([np.nan] * 3))
                  for k, s in specs.items()}}
         assert "tfrecall" not in sys.modules
@@ -72,9 +75,11 @@ def test_main_job_with_no_data_flags_beats_popularity_and_exports(tmp_path, subp
     b = subprocess.run([sys.executable, "-c", code2], capture_output=True, text=True,
                        env=subprocess_env, timeout=300, cwd=REPO)
     assert b.returncode == 0, b.stderr[-3000:]
-    # load_model fed only user_id: the other user features default to ""/NaN in both paths.
-    np.testing.assert_allclose(json.loads(a.stdout.splitlines()[-1]),
-                               json.loads(b.stdout.splitlines()[-1]), rtol=1e-5, atol=1e-6)
+    # load_model fed user_id and history: the other features default to ""/NaN in both.
+    got_a = np.array(json.loads(a.stdout.splitlines()[-1]))
+    np.testing.assert_allclose(got_a, json.loads(b.stdout.splitlines()[-1]), rtol=1e-5,
+                               atol=1e-6)
+    assert np.abs(got_a[0] - got_a[1]).max() > 1e-3  # different histories, different users
 
 
 def _write(path, text):
@@ -109,9 +114,9 @@ def test_own_csv_data_with_feature_config(tmp_path):
     model = load_model(str(tmp_path / "run"))
     kinds = {s.name: s.kind for s in model.item_tower.specs}
     assert kinds == {"item_id": "id", "price": "bucketized", "tags": "multi_categorical"}
+    # No user id row by default: features and the history (read through the item table).
     assert {s.name: s.kind for s in model.user_tower.specs} == {
-        "user_id": "id", "age": "continuous", "segment": "categorical",
-        "history": "history"}
+        "age": "continuous", "segment": "categorical", "history": "history"}
     # The export takes the history as a raw string input like any other feature.
     import tensorflow as tf
 
