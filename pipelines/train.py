@@ -96,6 +96,9 @@ flags.DEFINE_float("validation_fraction", _D.validation_fraction,
                    "Share of each user's training positives held out as a validation slice: "
                    "full-catalogue recall@max(ks) after every epoch, early stopping, best "
                    "weights restored (0: no validation, run --epochs).")
+flags.DEFINE_boolean("refit", _D.refit,
+                     "After early stopping, train a fresh model on the whole training split for "
+                     "the best epoch count (--norefit keeps the early-stopped model).")
 flags.DEFINE_integer("patience", _D.patience,
                      "Early stopping: epochs without a better validation recall before stopping.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Optimizer learning rate.")
@@ -191,6 +194,7 @@ def config_from_flags() -> RecipeConfig:
         epochs=FLAGS.epochs,
         validation_fraction=FLAGS.validation_fraction,
         patience=FLAGS.patience,
+        refit=FLAGS.refit,
         learning_rate=FLAGS.learning_rate,
         optimizer=FLAGS.optimizer,
         similarity=FLAGS.similarity,

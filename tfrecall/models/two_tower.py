@@ -169,8 +169,11 @@ class TwoTowerModel(keras.Model):
         return self.item_tower(features, training=training)
 
     def call(self, inputs, training=None):
-        users = self.user_tower(inputs["user"], training=training)  # (B, D)
+        # Items first: the item tower creates the id table that a user history reads, so
+        # the table is made (and placed, e.g. sharded over parameter servers) as the item
+        # tower's own.
         items = self.item_tower(inputs["items"], training=training)  # (B, L, D)
+        users = self.user_tower(inputs["user"], training=training)  # (B, D)
         return tf.einsum("bd,bld->bl", users, items) / self.temperature
 
     def logits_and_labels(self, x, y, training=None):
