@@ -46,7 +46,8 @@ def query_signature(model, input_signature: Optional[Structure] = None,
 
     Args:
       model: a Keras model (read through `save_spec()`), a `tf.function` with an
-        `input_signature`, or any callable when `input_signature` is given.
+        `input_signature` (or a `tf.Module` whose `__call__` is one), or any callable
+        when `input_signature` is given.
       input_signature: overrides the model's own: a named `tf.TensorSpec` (one tensor
         input), a dict of specs (a dict input, keys are the names) or a list of named
         specs (several inputs).
@@ -60,6 +61,9 @@ def query_signature(model, input_signature: Optional[Structure] = None,
         names, a spec without a batch dimension.
     """
     structure = input_signature
+    # A tf.function's own signature, or that of a tf.Module's traced `__call__`.
+    traced = getattr(model, "input_signature", None) or getattr(
+        type(model).__dict__.get("__call__"), "input_signature", None)
     if structure is None:
         save_spec = getattr(model, "save_spec", None)
         if callable(save_spec) and save_spec() is not None:
@@ -68,9 +72,8 @@ def query_signature(model, input_signature: Optional[Structure] = None,
                 raise ValueError(f"{arg} takes {len(args)} positional and {len(kwargs)} "
                                  "keyword inputs; give input_signature= (one structure)")
             structure = args[0]
-        elif getattr(model, "input_signature", None):
-            structure = model.input_signature
-            structure = structure[0] if len(structure) == 1 else list(structure)
+        elif traced is not None:
+            structure = traced[0] if len(traced) == 1 else list(traced)
         else:
             raise ValueError(
                 f"{arg} has no input signature (a Keras model gets one when it is first "
@@ -185,7 +188,7 @@ def embed_features(model, structure: Structure, features: Features, arg: str,
       limit: stop after this many rows (a Dataset's first rows).
       dim: the expected D (ValueError otherwise).
     """
-    fn = tf.function(lambda x: call_model(model, x))
+    fn = tf.function(lambda x: call_model(model, x), reduce_retracing=True)
     out, seen = [], 0
     for batch in _batches(structure, features, arg, batch_size):
         emb = _check_embeddings(fn(batch), arg, dim).numpy()
