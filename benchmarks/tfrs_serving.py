@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import tempfile
 import time
 
@@ -166,6 +167,14 @@ def main():
     print(f"candidates: {len(ids):,} ({len(movie_titles):,} titles + {args.extra_items:,} "
           f"synthetic), users: {len(user_ids)}")
     tmp = tempfile.mkdtemp(prefix="tfrs_serving_")
+    try:
+        measure(args, user_model, user_ids, ids, emb, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # 1M candidates: hundreds of MB per export
+
+
+def measure(args, user_model, user_ids, ids, emb, tmp):
+    """Exports, loads, checks and times every server; prints the table."""
     servers = {"tfrs BruteForce": tfrs_brute_force(user_model, ids, emb,
                                                    os.path.join(tmp, "tfrs"))}
     signature = tf.TensorSpec([None], tf.string, name="user_id")
