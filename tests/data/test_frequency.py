@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
-from tfrecall.data.frequency import StreamingFrequencyEstimator, positive_frequencies
+from tfrecall.data.frequency import (
+    FrequencyTable,
+    StreamingFrequencyEstimator,
+    item_shares,
+    positive_frequencies,
+)
 from tfrecall.data.schema import RecallData
 
 
@@ -100,3 +105,31 @@ def test_usable_inside_a_sequential_tf_data_map():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         StreamingFrequencyEstimator(**kwargs)
+
+
+def test_frequency_table_looks_up_exact_shares_in_a_graph():
+    # Positives a, b, a, a, Am\u00e9lie: a 3/5, b 1/5, Am\u00e9lie 1/5, c never -> 0.
+    table = FrequencyTable(["a", "b", "a", "a", "Am\u00e9lie"])
+    ids = tf.constant([["a", "c"], ["Am\u00e9lie", "b"]])
+    np.testing.assert_allclose(tf.function(table.sampling_probability)(ids).numpy(),
+                               [[0.6, 0.0], [0.2, 0.2]], rtol=1e-6)
+    np.testing.assert_allclose(table.log_q(tf.constant(["a"])).numpy(), [np.log(0.6)],
+                               rtol=1e-6)
+    ints = FrequencyTable(np.array([7, 7, 3, 7]))  # integer ids stay integers: 7 3/4, 3 1/4
+    np.testing.assert_allclose(ints.sampling_probability(tf.constant([3, 7, 5])).numpy(),
+                               [0.25, 0.75, 0.0])
+    ids, shares = item_shares(np.array(["b", "a", "b"]))
+    assert ids.tolist() == ["a", "b"] and np.allclose(shares, [1 / 3, 2 / 3])
+    with pytest.raises(ValueError, match="positive_ids is empty"):
+        FrequencyTable([])
+
+
+def test_streaming_sampling_probability_is_the_per_draw_share():
+    est = StreamingFrequencyEstimator(num_buckets=1 << 16, num_hashes=1, alpha=1.0)
+    est.update(tf.constant(["a", "a", "a", "b"]))  # alpha = 1: a counted 3, b 1 per step
+    # q = expected count / batch: a 3/4, b 1/4 (TFRS' candidate_sampling_probability).
+    np.testing.assert_allclose(
+        est.sampling_probability(tf.constant(["a", "b"]), batch_size=4).numpy(), [0.75, 0.25],
+        rtol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        est.sampling_probability(tf.constant(["a"]), batch_size=0)

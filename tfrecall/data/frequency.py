@@ -5,7 +5,8 @@ often as it is a positive: ``Q(item)`` is its frequency in the training stream, 
 model subtracts ``log Q`` from its logits (Yi et al., RecSys 2019, eq. 3).
 
 - `positive_frequencies`: the exact share of each item among the training positives
-  (one pass over a log that fits in memory).
+  (one pass over a log that fits in memory); `FrequencyTable` looks the same shares up
+  inside a graph (a TFRS `compute_loss`, a `tf.data` map).
 - `StreamingFrequencyEstimator`: Yi et al.'s Algorithm 2 for streams too large to
   count, or whose distribution drifts. Hashed arrays ``A`` (the step an item was last
   seen) and ``B`` (the estimated gap between its occurrences, in steps) are updated
@@ -27,11 +28,20 @@ model subtracts ``log Q`` from its logits (Yi et al., RecSys 2019, eq. 3).
 
 The estimator is a `tf.Module` of `tf.Variable`s, usable eagerly, inside a
 `tf.function` (a model's ``train_step``) or inside a sequential ``tf.data`` map.
+
+TFRS: ``tfrs.tasks.Retrieval(candidate_sampling_probability=p)`` subtracts
+``log clip(p, 1e-6, 1)``, so it wants the per-draw probability ``q`` (at most 1), not
+tfrecall's expected count per batch ``B q`` (over 1 for popular items, and clipped
+there): `FrequencyTable.sampling_probability` and
+`StreamingFrequencyEstimator.sampling_probability` give ``q``. The constant ``log B``
+between the two cancels in softmax losses (TFRS' default, `SoftmaxLoss`,
+`SampledSoftmaxLoss`) but not in per-item sigmoid losses (`NCELoss`). Items rarer than
+``1e-6`` are clipped by TFRS: their correction saturates at ``log 1e-6``.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,11 +66,64 @@ def positive_frequencies(train: RecallData, item_ids: Sequence[str]) -> np.ndarr
     pos = np.asarray(inter["item_id"], dtype=object)[np.asarray(inter["positive"], bool)]
     if len(pos) == 0:
         raise ValueError(f"{train.name!r} has no positive interactions to count frequencies of")
-    ids, counts = np.unique(pos.astype(str), return_counts=True)
+    ids, shares = item_shares(pos.astype(str))
     query = np.asarray(item_ids, dtype=object).astype(str)
     at = np.minimum(np.searchsorted(ids, query), len(ids) - 1)
-    found = ids[at] == query
-    return np.where(found, counts[at], 0).astype(np.float64) / len(pos)
+    return np.where(ids[at] == query, shares[at], 0.0)
+
+
+def item_shares(positive_ids) -> Tuple[np.ndarray, np.ndarray]:
+    """The distinct ids of a list of positives and the share of the list each holds.
+
+    Args:
+      positive_ids: `(N,)` ids of the training positives (one per positive; strings,
+        bytes or integers), repeats counted.
+
+    Returns:
+      `(ids, shares)`: `(U,)` sorted distinct ids and `(U,)` float64 ``count / N``.
+
+    Raises:
+      ValueError: no ids.
+    """
+    ids, counts = np.unique(np.asarray(positive_ids), return_counts=True)
+    if len(ids) == 0:
+        raise ValueError("positive_ids is empty: no frequencies to count")
+    return ids, counts.astype(np.float64) / counts.sum()
+
+
+class FrequencyTable(tf.Module):
+    """Exact share of each item among the training positives, looked up in a graph.
+
+    For TFRS: ``task(q, c, candidate_sampling_probability=table.sampling_probability(
+    features["movie_title"]))`` inside ``compute_loss`` (a ``tf.lookup`` table, so it
+    runs in ``model.fit``'s graph and saves with the model).
+
+    Args:
+      positive_ids: `(N,)` ids of the training positives (strings, bytes or integers;
+        the lookups take the same kind), repeats counted (`item_shares`).
+      name: module name.
+
+    Raises:
+      ValueError: no ids.
+    """
+
+    def __init__(self, positive_ids, name: Optional[str] = None):
+        super().__init__(name=name)
+        ids, shares = item_shares(positive_ids)
+        integer = ids.dtype.kind in "iu"
+        keys = tf.constant(ids.astype(np.int64) if integer else ids)
+        self.key_dtype = keys.dtype
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(keys, tf.constant(shares, tf.float32)),
+            default_value=0.0)
+
+    def sampling_probability(self, ids) -> tf.Tensor:
+        """float32 share of each id (0 for ids never positive), shaped like `ids`."""
+        return self.table.lookup(tf.cast(tf.convert_to_tensor(ids), self.key_dtype))
+
+    def log_q(self, ids) -> tf.Tensor:
+        """``log sampling_probability(ids)`` (-inf for ids never positive)."""
+        return tf.math.log(self.sampling_probability(ids))
 
 
 class StreamingFrequencyEstimator(tf.Module):
@@ -179,3 +242,16 @@ class StreamingFrequencyEstimator(tf.Module):
     def log_q(self, ids) -> tf.Tensor:
         """``log expected_count(ids)``, the in-batch log Q of each id (shape of ``ids``)."""
         return tf.math.log(self.expected_count(ids))
+
+    def sampling_probability(self, ids, batch_size: int) -> tf.Tensor:
+        """Per-draw probability ``q = expected_count / batch_size`` (TFRS'
+        ``candidate_sampling_probability``), shaped like `ids`.
+
+        Args:
+          ids: tf.string (or integer) ids of any shape.
+          batch_size: ids passed to `update` per step (the in-batch candidates, B).
+        """
+        valid = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+        if not valid or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        return self.expected_count(ids) / float(batch_size)

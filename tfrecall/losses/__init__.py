@@ -24,6 +24,8 @@ Conventions shared by every loss (guide: ``docs/losses.md``):
   loss. Losses that need this have ``requires_log_q = True`` (`NCELoss`,
   `SampledSoftmaxLoss`); their functional cores take optional ``log_q``,
   ``candidate_ids`` and ``positive_ids`` to do it themselves when used standalone.
+- Inside ``tfrs.tasks.Retrieval(loss=...)``: wrap any of them in `TFRSRetrievalLoss`
+  (TFRS masks slots by logit, tfrecall by label; see `tfrecall.losses.tfrs_retrieval`).
 """
 
 from tfrecall.losses.base import ListLoss, reduce_lists
@@ -54,6 +56,7 @@ from tfrecall.losses.sampled import (
     negative_sampling_loss,
     sampled_softmax_loss,
 )
+from tfrecall.losses.tfrs_retrieval import TFRSRetrievalLoss
 
 __all__ = [
     "BPRLoss",
@@ -66,6 +69,7 @@ __all__ = [
     "PointwiseBCELoss",
     "SampledSoftmaxLoss",
     "SoftmaxLoss",
+    "TFRSRetrievalLoss",
     "TripletHingeLoss",
     "TripletLogisticLoss",
     "bpr_loss",

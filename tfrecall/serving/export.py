@@ -50,7 +50,8 @@ from tfrecall.serving.versions import next_version  # noqa: F401  (public since 
 
 METADATA_FILE = "tfrecall_export.json"
 EXCLUDE_INPUT = "exclude_item_ids"
-SIGNATURES = ("serving_default", "serving_exclude", "user_embedding", "item_embedding")
+QUERY_SIGNATURES = ("serving_default", "serving_exclude", "user_embedding")
+SIGNATURES = QUERY_SIGNATURES + ("item_embedding",)
 
 
 class ExportPath(str):
@@ -64,20 +65,28 @@ class ExportPath(str):
         return obj
 
 
-class RecallModule(tf.Module):
-    """The exported object: towers, catalogue ids, an id -> row table and the index.
+class SearchModule(tf.Module):
+    """The exported object's search side: catalogue ids, an id -> row table, the index,
+    and the query-side signatures (`QUERY_SIGNATURES`) around `embed_query`.
+
+    Subclasses hold the query model and implement `embed_query` (features -> `(B, D)`);
+    `RecallModule` (a `TwoTowerModel`) and `tfrecall.serving.query_model` (any Keras
+    model or callable) share everything else, so their exports answer alike.
 
     Args:
-      model: the trained `TwoTowerModel`.
+      query_signature: `{name: tf.TensorSpec}`, the query features (signature inputs).
       item_ids: `(n,)` catalogue ids; row i of the index is item_ids[i].
       index: an `Index` module over the catalogue's embeddings.
       k: items returned per query.
+      name: the module name.
+
+    Raises:
+      ValueError: a query feature is named like the exclusion input.
     """
 
-    def __init__(self, model, item_ids: np.ndarray, index, k: int):
-        super().__init__(name="tfrecall")
-        self.user_tower = model.user_tower
-        self.item_tower = model.item_tower
+    def __init__(self, query_signature: Mapping[str, tf.TensorSpec], item_ids: np.ndarray,
+                 index, k: int, name: str = "tfrecall"):
+        super().__init__(name=name)
         self.k = int(k)
         self.index = index
         ids = np.asarray(item_ids, dtype=object).astype(str)
@@ -88,18 +97,18 @@ class RecallModule(tf.Module):
             ),
             default_value=-1,
         )
-        user_sig = model.user_tower.encoder.input_signature()
-        item_sig = model.item_tower.encoder.input_signature()
-        if EXCLUDE_INPUT in user_sig:
+        query_signature = dict(query_signature)
+        if EXCLUDE_INPUT in query_signature:
             raise ValueError(
-                f"a user feature is named {EXCLUDE_INPUT!r}, the exclusion input of "
+                f"a query (user) feature is named {EXCLUDE_INPUT!r}, the exclusion input of "
                 "serving_exclude; rename the feature"
             )
         exclude_sig = {
-            **user_sig, EXCLUDE_INPUT: tf.TensorSpec([None, None], tf.string, name=EXCLUDE_INPUT)
+            **query_signature,
+            EXCLUDE_INPUT: tf.TensorSpec([None, None], tf.string, name=EXCLUDE_INPUT),
         }
 
-        @tf.function(input_signature=[user_sig])
+        @tf.function(input_signature=[query_signature])
         def serving_default(features):
             return self._recommend(features, None)
 
@@ -109,27 +118,56 @@ class RecallModule(tf.Module):
             exclude = features.pop(EXCLUDE_INPUT)
             return self._recommend(features, exclude)
 
-        @tf.function(input_signature=[user_sig])
+        @tf.function(input_signature=[query_signature])
         def user_embedding(features):
-            return {"embedding": self.user_tower(features, training=False)}
-
-        @tf.function(input_signature=[item_sig])
-        def item_embedding(features):
-            return {"embedding": self.item_tower(features, training=False)}
+            return {"embedding": self.embed_query(features)}
 
         self.serving_default = serving_default
         self.serving_exclude = serving_exclude
         self.user_embedding = user_embedding
-        self.item_embedding = item_embedding
+
+    def embed_query(self, features) -> tf.Tensor:
+        """`(B, D)` float32 query embeddings of the signature's features."""
+        raise NotImplementedError(f"{type(self).__name__} must implement embed_query")
+
+    def signatures(self) -> dict:
+        """`{signature name: tf.function}`: what `tf.saved_model.save` exports (those of
+        `SIGNATURES` the module has; `item_embedding` needs an item model)."""
+        return {name: getattr(self, name) for name in SIGNATURES if hasattr(self, name)}
 
     def _recommend(self, features, exclude_ids):
-        queries = self.user_tower(features, training=False)  # (B, D)
+        queries = self.embed_query(features)  # (B, D)
         exclude_rows = None
         if exclude_ids is not None:
             exclude_rows = tf.cast(self.id_to_row.lookup(exclude_ids), tf.int32)  # (B, M)
         rows, scores = self.index.search(queries, self.k, exclude_rows)
         ids = tf.gather(self.item_ids, tf.maximum(rows, 0))
         return {"item_ids": tf.where(rows >= 0, ids, ""), "scores": scores}
+
+
+class RecallModule(SearchModule):
+    """The exported object of a `TwoTowerModel`: towers, catalogue ids, id table, index.
+
+    Args:
+      model: the trained `TwoTowerModel`.
+      item_ids: `(n,)` catalogue ids; row i of the index is item_ids[i].
+      index: an `Index` module over the catalogue's embeddings.
+      k: items returned per query.
+    """
+
+    def __init__(self, model, item_ids: np.ndarray, index, k: int):
+        super().__init__(model.user_tower.encoder.input_signature(), item_ids, index, k)
+        self.user_tower = model.user_tower
+        self.item_tower = model.item_tower
+
+        @tf.function(input_signature=[model.item_tower.encoder.input_signature()])
+        def item_embedding(features):
+            return {"embedding": self.item_tower(features, training=False)}
+
+        self.item_embedding = item_embedding
+
+    def embed_query(self, features):
+        return self.user_tower(features, training=False)
 
 
 def embed_table(tower, table: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
@@ -265,27 +303,78 @@ def export_embeddings(
     """
     start = time.time() if _start is None else _start
     _check_args(index, k)
-    item_ids = np.asarray(item_ids, dtype=object)
-    _check_ids(item_ids)
     item_embeddings = np.asarray(item_embeddings, np.float32)
-    if item_embeddings.shape != (len(item_ids), model.embedding_dim):
+    if item_embeddings.ndim != 2 or item_embeddings.shape[1] != model.embedding_dim:
         raise ValueError(
             f"item_embeddings must be ({len(item_ids)}, {model.embedding_dim}), "
             f"got {item_embeddings.shape}"
         )
+    info = {
+        "user_features": sorted(model.user_tower.encoder.input_signature()),
+        "item_features": sorted(model.item_tower.encoder.input_signature()),
+    }
+    return export_index(
+        lambda idx, k: RecallModule(model, item_ids, idx, k), item_ids, item_embeddings,
+        export_dir, k=k, index=index, version=version, metadata=metadata,
+        tuning_queries=_tuning_queries(model, tuning_queries, 1000, seed),
+        target_recall=target_recall, exact_below=exact_below, keep_versions=keep_versions,
+        seed=seed, log=log, info=info, start=start,
+    )
+
+
+def export_index(
+    make_module: Callable[[object, int], SearchModule],
+    item_ids: np.ndarray,
+    item_embeddings: np.ndarray,
+    export_dir: str,
+    *,
+    k: int,
+    index: str,
+    version: Optional[int],
+    metadata: Optional[dict],
+    tuning_queries: Optional[np.ndarray],
+    target_recall: float,
+    exact_below: int,
+    keep_versions: Optional[int],
+    seed: int,
+    log: Optional[Callable[[str], None]],
+    info: dict,
+    start: float,
+) -> ExportPath:
+    """The part every export shares: builds and tunes the index, writes a version atomically.
+
+    Args:
+      make_module: `(index, k) -> SearchModule`, the object saved (its `signatures()`
+        are the SavedModel's).
+      item_ids: `(n,)` catalogue ids, row i = item_embeddings[i].
+      item_embeddings: `(n, D)` float32 (the caller checked D against its query side).
+      tuning_queries: `(Q, D)` query embeddings or None (item embeddings stand in).
+      info: facts of the caller (feature names) merged into the written metadata.
+      start: when the export began (`time.time()`), for `export_seconds`.
+      Others: as in `export_saved_model`.
+
+    Returns:
+      The new version directory as an `ExportPath`.
+    """
+    _check_args(index, k)
+    item_ids = np.asarray(item_ids, dtype=object)
+    _check_ids(item_ids)
+    item_embeddings = np.asarray(item_embeddings, np.float32)
+    if item_embeddings.ndim != 2 or len(item_embeddings) != len(item_ids):
+        raise ValueError(f"item_embeddings must be ({len(item_ids)}, D) for {len(item_ids)} "
+                         f"item ids, got {item_embeddings.shape}")
     k = min(int(k), len(item_ids))
-    queries = _tuning_queries(model, tuning_queries, 1000, seed)
-    idx, report = build_index(index, item_embeddings, k, queries=queries,
+    idx, report = build_index(index, item_embeddings, k, queries=tuning_queries,
                               target_recall=target_recall, exact_below=exact_below, seed=seed)
-    module = RecallModule(model, item_ids, idx, k)
+    module = make_module(idx, k)
+    signatures = module.signatures()
     info = {
         "index": index,
         "k": k,
         "num_items": int(len(item_ids)),
         "embedding_dim": int(item_embeddings.shape[1]),
-        "user_features": sorted(model.user_tower.encoder.input_signature()),
-        "item_features": sorted(model.item_tower.encoder.input_signature()),
-        "signatures": list(SIGNATURES),
+        **info,
+        "signatures": list(signatures),
         "needs_import_scann": index == "scann",
         "recall_at_10": round(report.recall_at_10, 5),
         "target_recall": target_recall,
@@ -295,9 +384,7 @@ def export_embeddings(
     }
 
     def write(tmp: str) -> None:
-        tf.saved_model.save(
-            module, tmp, signatures={name: getattr(module, name) for name in SIGNATURES}
-        )
+        tf.saved_model.save(module, tmp, signatures=signatures)
         info["saved_model_bytes"] = _dir_bytes(tmp)
         info["export_seconds"] = round(time.time() - start, 3)
         info.update(metadata or {})
@@ -352,10 +439,14 @@ __all__ = [
     "EXCLUDE_INPUT",
     "ExportPath",
     "METADATA_FILE",
+    "QUERY_SIGNATURES",
     "RecallModule",
+    "SIGNATURES",
+    "SearchModule",
     "embed_items",
     "embed_users",
     "export_embeddings",
+    "export_index",
     "export_saved_model",
     "read_export_info",
 ]
