@@ -19,7 +19,10 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
     old_rows = [(f"u{u}", f"i{(u % 10) * 2 + rng.integers(2)}") for u in range(40)
                 for _ in range(6)]
     common = dict(epochs=4, batch_size=32, model_dir=str(tmp_path / "run1"), index="brute_force",
-                  export_k=10, baselines=(), verbose=0, test_fraction=0.1)
+                  export_k=10, baselines=(), verbose=0, test_fraction=0.1,
+                  # Id rows for users as well as the history through the item table: the
+                  # warm start grows both vocabularies and carries the shared table once.
+                  user_id_embedding=True)
     run(RecipeConfig(interactions=_log(tmp_path / "old.csv", old_rows), **common),
         log=lambda *_: None)
     old = load_model(str(tmp_path / "run1"))
@@ -44,7 +47,9 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
     # The new export serves the new item to the users who took it, and still knows the
     # old items that the new log never mentions (i1, i3, ... appear only in the old log).
     sig = tf.saved_model.load(result.export_path).signatures["serving_default"]
-    out = sig(user_id=tf.constant(["u0", "u1", "u2", "u3"]))["item_ids"].numpy().astype(str)
+    history = tf.constant([f"i{(u % 10) * 2}" for u in range(4)])  # their old favourites
+    out = sig(user_id=tf.constant(["u0", "u1", "u2", "u3"]), history=history)["item_ids"]
+    out = out.numpy().astype(str)
     assert all("fresh" in row for row in out.tolist())
     item_sig = tf.saved_model.load(result.export_path).signatures["item_embedding"]
     assert item_sig(item_id=tf.constant(["i1"]))["embedding"].shape == (1, 64)
