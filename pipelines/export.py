@@ -125,7 +125,6 @@ def export_from_files(
     if not os.path.isfile(os.path.join(model_dir, "model.json")):
         raise ValueError(f"model_dir {model_dir!r} holds no trained model (model.json); give "
                          "the model_dir of a finished training run")
-    rundir.writable_dir(export_dir, "export_dir")
     model = load_model(model_dir)
     catalogue = _read_table(items, model.item_tower, model.item_id_feature)
     check_columns(catalogue, model.item_tower, items, allow_missing_features, log)
@@ -133,6 +132,7 @@ def export_from_files(
     if users:
         user_table = _read_table(users, model.user_tower, model.user_id_feature)
         check_columns(user_table, model.user_tower, users, allow_missing_features, log)
+    rundir.writable_dir(export_dir, "export_dir")  # before the embedding and the index
     # The run's recipe travels with the export, so an evaluation can tell which run it is.
     recipe = rundir.read_json(os.path.join(model_dir, RECIPE_FILE))
     return export_saved_model(

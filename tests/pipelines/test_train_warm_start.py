@@ -36,6 +36,11 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
                               **{**common, "model_dir": str(tmp_path / "run2")}),
                  log=logs.append)
     assert any("warm start: item_id: 1 new ids" in line for line in logs)
+    # The feature tables printed are the kept model's (issue 13: kinds inferred from the
+    # new files were printed), and the data line says what its counts are.
+    assert any(line.startswith(f"user features (kept from {tmp_path / 'run1'})") for line in logs)
+    assert any(line.startswith("item features (kept)") for line in logs)
+    assert any("rows (exposures included" in line for line in logs if line.startswith("data:"))
     new = load_model(str(tmp_path / "run2"))
     new_vocab = list(new.item_tower.encoder.feature_layers[0].vocabulary)
     # Old ids keep their index (the new one is appended), so old rows stay aligned.

@@ -278,6 +278,8 @@ def test_signature_metadata_maps_the_dtype_error_position_to_the_input(loaded):
                                             price=tf.constant(["cheap"]))
     assert any("note: k=500 exceeds the catalogue's 60 items: capped at k=60" in line
                for line in logs)
+    # The index's recall is labelled as such, not read as the model's held-out recall.
+    assert any("index recall@10 vs exact search=1.0000" in line for line in logs)
 
 
 def test_serving_strips_ids_as_training_does(loaded):
