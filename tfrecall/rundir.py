@@ -140,9 +140,10 @@ def write_fingerprint(backup_dir: str, fingerprint: Mapping[str, Any]) -> None:
 
 def clear_backup(backup_dir: str) -> None:
     """Removes the fingerprint and the emptied backup folders once training completed."""
-    path = os.path.join(backup_dir, FINGERPRINT_FILE)
-    if os.path.exists(path):
-        os.remove(path)
+    try:  # multi-worker: every worker clears the shared folder; the first one wins
+        os.remove(os.path.join(backup_dir, FINGERPRINT_FILE))
+    except FileNotFoundError:
+        pass
     for folder in (backup_dir, os.path.dirname(backup_dir)):
         try:
             os.rmdir(folder)  # only when empty
