@@ -1,4 +1,4 @@
-"""Train a two-tower recall model, evaluate it on a held-out split and export it.
+r"""Train a two-tower recall model, evaluate it on a held-out split and export it.
 
 With no flags: the built-in synthetic world (no download), in-batch softmax, a
 SavedModel under runs/default/export. On your own data:
@@ -9,25 +9,32 @@ SavedModel under runs/default/export. On your own data:
 MovieLens directories/files (ratings.csv, u.data, ratings.dat) are detected and read
 by the MovieLens reader. The last line printed is one JSON object with the metrics,
 examples/s, wall time and the export path.
+
+A model_dir that holds a different run is refused (--overwrite replaces it); an
+interrupted run resumes when the same command runs again, and only then. Errors are
+one line on stderr with exit status 2; Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from absl import app, flags, logging
 
 import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
+from pipelines import _cli
 from tfrecall.cluster import SERVER_TASKS, serve, task_of
 from tfrecall.config import TowerConfig
-from tfrecall.data.readers import DataError
 from tfrecall.data.training import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
 from tfrecall.evaluation.report import format_table
 from tfrecall.recipe import (
     DEFAULT_NEGATIVES_PER_POSITIVE,
     DEFAULT_SHARED_NEGATIVES,
     LOSSES,
+    OPTIMIZERS,
+    SIMILARITIES,
     SPLITS,
     STRATEGIES,
     VIEWS,
@@ -35,6 +42,7 @@ from tfrecall.recipe import (
     RecipeConfig,
     run,
 )
+from tfrecall.serving.index import INDEX_KINDS
 
 _D = RecipeConfig()
 _T = TowerConfig()
@@ -42,11 +50,14 @@ _T = TowerConfig()
 flags.DEFINE_string("interactions", None,
                     "Interaction log: a CSV (user_id,item_id[,label|event][,timestamp]...), or "
                     "a MovieLens directory/ratings file. Default: the built-in synthetic world.")
-flags.DEFINE_string("users", None, "CSV of user features: user_id plus feature columns.")
-flags.DEFINE_string("items", None, "CSV of item features: item_id plus feature columns.")
+flags.DEFINE_string("users", None, "CSV of user features: user_id plus feature columns. "
+                    "Default: none (the user tower reads the user id).")
+flags.DEFINE_string("items", None, "CSV of item features: item_id plus feature columns. "
+                    "Default: none (the item tower reads the item id).")
 flags.DEFINE_string("feature_config", None,
                     "JSON overriding the inferred feature kinds, e.g. "
-                    '{"items": {"price": {"kind": "bucketized", "num_buckets": 8}}}.')
+                    '{"items": {"price": {"kind": "bucketized", "num_buckets": 8}}}. '
+                    "Default: none (kinds inferred from the columns).")
 flags.DEFINE_float("movielens_min_rating", _D.movielens_min_rating,
                    "MovieLens: ratings >= this are positives; 0 makes every rating a positive "
                    "(the reference protocol of ../shared/data/README.md).")
@@ -75,7 +86,8 @@ flags.DEFINE_string("negatives", _D.negatives, FLAG_HELP["negatives"].replace(
     "Default: in_batch for the in_batch view, else uniform.",
     "Default: in_batch,uniform (mixed) for the in_batch view, else uniform."))
 flags.DEFINE_integer("num_negatives", _D.num_negatives,
-                     FLAG_HELP["num_negatives"] + f" Unset: {DEFAULT_SHARED_NEGATIVES} shared "
+                     FLAG_HELP["num_negatives"] + f" Default (unset): {DEFAULT_SHARED_NEGATIVES} "
+                     "shared "
                      f"(at most the catalogue) in the in_batch view, "
                      f"{DEFAULT_NEGATIVES_PER_POSITIVE} per positive elsewhere.")
 flags.DEFINE_integer("list_size", _D.list_size, FLAG_HELP["list_size"])
@@ -102,9 +114,9 @@ flags.DEFINE_boolean("refit", _D.refit,
 flags.DEFINE_integer("patience", _D.patience,
                      "Early stopping: epochs without a better validation recall before stopping.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Optimizer learning rate.")
-flags.DEFINE_enum("optimizer", _D.optimizer, ["adam", "adagrad", "sgd"], "Optimizer.")
-flags.DEFINE_enum("similarity", _D.similarity, ["cosine", "dot"], "Score of a user/item pair.")
-flags.DEFINE_float("temperature", _D.temperature, "Logits are similarity / temperature.")
+flags.DEFINE_enum("optimizer", _D.optimizer, list(OPTIMIZERS), "Optimizer.")
+flags.DEFINE_enum("similarity", _D.similarity, list(SIMILARITIES), "Score of a user/item pair.")
+flags.DEFINE_float("temperature", _D.temperature, "Logits are similarity / temperature (> 0).")
 flags.DEFINE_list("hidden_units", [str(u) for u in _T.hidden_units],
                   "Hidden layer widths of both towers (comma-separated; empty for none).")
 flags.DEFINE_integer("embedding_dim", _T.output_dim, "Output embedding width of the towers.")
@@ -129,12 +141,17 @@ flags.DEFINE_list("baselines", list(_D.baselines),
                   "none). EASE's lambda is chosen on a validation slice of the training "
                   "split; it is skipped, with a reason, where its matrices exceed 4 GiB.")
 flags.DEFINE_string("model_dir", _D.model_dir,
-                    "Checkpoints (checkpoints/), TensorBoard logs (logs/), model.json, weights/.")
+                    "Checkpoints (checkpoints/), TensorBoard logs (logs/), model.json, weights/, "
+                    "recipe.json, and backup/ while training. One run per directory: one that "
+                    "holds a different run is refused unless --overwrite.")
+flags.DEFINE_boolean("overwrite", _D.overwrite,
+                     "Replace the run in --model_dir when it holds a different one (its "
+                     "recipe.json differs), discarding an interrupted run's backup there.")
 flags.DEFINE_string("export_dir", None,
                     "SavedModel base directory; a new numbered version is written into it. "
                     "Default: MODEL_DIR/export.")
 flags.DEFINE_boolean("export", _D.export, "Write the SavedModel (--noexport to skip).")
-flags.DEFINE_enum("index", _D.index, ["scann", "brute_force", "partitioned"],
+flags.DEFINE_enum("index", _D.index, list(INDEX_KINDS),
                   "Serving index: ScaNN (needs `import scann` to load), exact brute force, or "
                   "partitioned (k-means cells + exact re-scoring, stock TensorFlow ops: loads "
                   "in stock TF Serving); approximate indexes are tuned to recall@10 >= 0.95.")
@@ -144,8 +161,8 @@ flags.DEFINE_boolean("jit_compile", _D.jit_compile,
                      "to run them op by op).")
 flags.DEFINE_string("warm_start_from", None,
                     "Continue training the model in this model_dir on the new --interactions: "
-                    "its weights and vocabularies are kept, new ids get new rows, and a new "
-                    "export version is published.")
+                    "its weights, features and vocabularies are kept, new ids get new rows, and "
+                    "a new export version is published. Default: none (a fresh model).")
 flags.DEFINE_enum("strategy", _D.strategy, list(STRATEGIES),
                   "tf.distribute strategy: default (one device), mirrored (all local devices), "
                   "multi_worker (MultiWorkerMirroredStrategy; cluster from TF_CONFIG, run the "
@@ -157,7 +174,10 @@ flags.DEFINE_integer("ps_min_shard_bytes", _D.ps_min_shard_bytes,
                      "row-wise into ceil(bytes / this) shards, at most one per ps task, so the "
                      "id-embedding tables are sharded and small kernels stay whole.")
 flags.DEFINE_integer("seed", _D.seed, "Seed of initialisation, shuffling and sampling.")
-flags.DEFINE_integer("verbose", _D.verbose, "Keras fit verbosity (0 silent, 1 progress bar).")
+flags.DEFINE_enum("verbose", str(_D.verbose), ["0", "1", "2"],
+                  "Keras fit output: 0 silent, 1 a progress bar, 2 one line per epoch. Unset, "
+                  "it is 1 on a terminal and 2 when stdout is a file or a pipe (a progress "
+                  "bar there is one long line of carriage returns).")
 
 FLAGS = flags.FLAGS
 
@@ -221,8 +241,16 @@ def config_from_flags() -> RecipeConfig:
         strategy=FLAGS.strategy,
         ps_min_shard_bytes=FLAGS.ps_min_shard_bytes,
         seed=FLAGS.seed,
-        verbose=FLAGS.verbose,
+        verbose=fit_verbosity(),
+        overwrite=FLAGS.overwrite,
     )
+
+
+def fit_verbosity() -> int:
+    """--verbose as given; unset, a progress bar only on a terminal (else one line/epoch)."""
+    if FLAGS["verbose"].present or sys.stdout.isatty():
+        return int(FLAGS.verbose)
+    return 2
 
 
 def main(argv):
@@ -230,16 +258,12 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     # TensorFlow's INFO records (checkpoint sharding, signature renaming) drown the summary.
     logging.set_verbosity(logging.WARNING)
-    try:
-        if FLAGS.strategy == "parameter_server" and task_of()[0] in SERVER_TASKS:
-            # A worker or ps of the cluster: serve the chief's training (never returns).
-            serve()
-        config = config_from_flags()
-        result = run(config)
-    except (DataError, ValueError, FileNotFoundError) as e:
-        # Bad input is the user's to fix: the message, not a stack trace.
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if FLAGS.strategy == "parameter_server" and task_of()[0] in SERVER_TASKS:
+        # A worker or ps of the cluster: serve the chief's training (never returns).
+        serve()
+    # Bad input (DataError, ValueError, a path) is the user's to fix: _cli.run prints the
+    # one-line message, not a stack trace.
+    result = run(config_from_flags())
     print()
     print(format_table(result.metrics, result.baselines))
     for note in result.notes:
@@ -250,5 +274,13 @@ def main(argv):
     return 0
 
 
+def _resume_hint() -> str:
+    backup = os.path.join(FLAGS.model_dir, "backup")
+    if not os.path.isdir(backup):
+        return "nothing was saved"
+    return (f"the same command resumes from the last finished epoch ({backup}); "
+            f"rm -r {backup} (or --overwrite) starts over")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, _resume_hint)

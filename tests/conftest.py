@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,24 @@ def subprocess_env() -> dict:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
+
+
+def start_until(cmd, env, marker: Path, timeout: float = 300, **popen) -> subprocess.Popen:
+    """Starts `cmd` in the repository root; returns it, still running, once `marker` exists."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
+    deadline = time.time() + timeout
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the command ended before {marker} appeared"
+    return proc
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, *parts: str) -> None:
+    """A user's mistake: exit status 2 and one line on stderr, `error: ...`, naming `parts`
+    (so no traceback and no start-up noise such as the CUDA probe's line)."""
+    assert out.returncode == 2, out.stderr[-3000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-3000:]
+    for part in parts:
+        assert part in lines[0], (part, lines[0])

@@ -136,3 +136,97 @@ def test_previous_catalogue_prefers_the_saved_catalogue_over_the_vocabulary(tmp_
     assert recipe.previous_catalogue(config.model_dir, loaded).tolist() == ["a", "b", "tail"]
     (tmp_path / "run" / recipe.CATALOGUE_FILE).unlink()  # a run saved before the file existed
     assert recipe.previous_catalogue(config.model_dir, loaded).tolist() == ["a", "b"]
+
+
+# ---------------------------------------------------------------- issue 13: a run to trust
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+    ({"similarity": "l2"}, "similarity must be one of ('cosine', 'dot'), got 'l2'"),
+    ({"optimizer": "lion"}, "optimizer must be one of"),
+    ({"index": "faiss"}, "index must be one of"),
+    ({"test_fraction": 1.5}, "test_fraction must be in (0, 1), got 1.5"),
+    ({"ks": (10, 0)}, "ks must be integers >= 1"),
+    ({"verbose": 3}, "verbose must be 0, 1 or 2"),
+    # The sampler's checks speak this config's field names.
+    ({"negatives": "bogus"}, "^negatives must be distinct names"),
+    ({"synthetic_world": "longtail", "negatives": "in_batch,hard"}, "no ranker lists"),
+])
+def test_config_values_are_checked_before_any_data_is_read(kwargs, message):
+    with pytest.raises(ValueError, match=message if message.startswith("^") else
+                       __import__("re").escape(message)):
+        RecipeConfig(**kwargs)
+
+
+def _finished_run(model_dir, config):
+    """A model_dir as a finished run leaves it (recipe.json), without training."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "recipe.json").write_text(json.dumps(config.to_dict()))
+
+
+def test_a_model_dir_holding_another_run_is_refused_unless_overwrite(tmp_path):
+    run_dir = tmp_path / "run"
+    _finished_run(run_dir, RecipeConfig(model_dir=str(run_dir)))
+    mine = RecipeConfig(interactions="events.csv", model_dir=str(run_dir))
+    with pytest.raises(ValueError) as e:
+        recipe.check_run_dirs(mine, log=lambda *_: None)
+    assert str(e.value).startswith(f"model_dir {str(run_dir)!r} holds a different run (")
+    assert "interactions: None -> 'events.csv'" in str(e.value)
+    assert "overwrite=True" in str(e.value)
+    # The same run with other outputs (export, verbosity) is the same run.
+    recipe.check_run_dirs(RecipeConfig(model_dir=str(run_dir), export_k=10, verbose=0,
+                                       export=False), log=print)
+    # overwrite replaces it, and discards an interrupted run's backup there.
+    (run_dir / "backup" / "search").mkdir(parents=True)
+    logs = []
+    recipe.check_run_dirs(dataclasses_replace(mine, overwrite=True), log=logs.append)
+    assert not (run_dir / "backup").exists() and "discarded" in logs[0]
+
+
+def test_a_warm_start_may_replace_its_own_model_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    _finished_run(run_dir, RecipeConfig(model_dir=str(run_dir)))
+    (run_dir / "model.json").write_text("{}")
+    recipe.check_run_dirs(RecipeConfig(interactions="new.csv", warm_start_from=str(run_dir),
+                                       model_dir=str(run_dir)), log=print)
+    with pytest.raises(ValueError, match=r"^warm_start_from '.*nowhere' holds no trained model"):
+        recipe.check_run_dirs(RecipeConfig(interactions="new.csv",
+                                           warm_start_from=str(tmp_path / "nowhere"),
+                                           model_dir=str(tmp_path / "b")), log=print)
+
+
+@pytest.mark.parametrize("field", ["model_dir", "export_dir"])
+def test_unusable_directories_are_named_before_the_data_is_read(tmp_path, field):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    paths = {"model_dir": str(tmp_path / "run"), field: str(afile)}
+    with pytest.raises(ValueError, match=rf"^{field} '.*afile' is a file, not a directory"):
+        recipe.check_run_dirs(RecipeConfig(**paths), log=print)
+    with pytest.raises(ValueError, match=r"^model_dir '/proc/x' cannot be created"):
+        recipe.check_run_dirs(RecipeConfig(model_dir="/proc/x"), log=print)
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.mark.parametrize("rows", [
+    # One user, one item: every held-out row is that user's training item.
+    [("u1", "i1", "click")] * 6,
+    # Held-out rows exist (the latest 20%: a time cut), but none is a positive.
+    [(f"u{t % 4}", f"i{t % 3}", "click") for t in range(8)]
+    + [("u1", "i2", "impression"), ("u2", "i1", "impression")],
+])
+def test_nothing_to_evaluate_stops_before_training(tmp_path, rows):
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,event,timestamp\n"
+                      + "".join(f"{u},{i},{e},{t}\n" for t, (u, i, e) in enumerate(rows)))
+    config = RecipeConfig(interactions=str(events), model_dir=str(tmp_path / "run"),
+                          split="temporal", test_fraction=0.2, verbose=0)
+    with pytest.raises(ValueError, match=r"^nothing to evaluate: the held-out split has no "
+                                         r"positive \(user, item\) pair"):
+        recipe.run(config, log=lambda *_: None)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained

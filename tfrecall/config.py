@@ -29,6 +29,12 @@ FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucket
 """
 
 STRING_KINDS = ("id", "categorical", "multi_categorical", "history")
+# Python's str.strip() whitespace (every c with c.isspace()) as an RE2 class: the CSV
+# readers strip fields with str.strip(), and the graph (tf_csv, the id layers at
+# training and serving) strips with this, so an id is the same string on every path.
+# RE2's \s is ASCII only.
+WHITESPACE_RE2 = (r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}"
+                  r"\x{2029}\x{202f}\x{205f}\x{3000}]")
 """Kinds whose raw values are strings ("" = missing); the others are numbers (NaN)."""
 
 _DEFAULT_DIMS = {"id": 32, "categorical": 8, "multi_categorical": 8, "bucketized": 8,

@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfrecall import cluster
+from tfrecall import cluster, rundir
 from tfrecall import losses as losses_lib
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
@@ -33,6 +34,8 @@ from tfrecall.data.readers import load_data
 from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.harness import (
     BASELINES,
+    cap_ks,
+    check_evaluable,
     evaluate_baselines,
     evaluate_model,
     make_eval_set,
@@ -40,7 +43,8 @@ from tfrecall.evaluation.harness import (
 from tfrecall.evaluation.validation import ValidationRecall
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.warm_start import default_batch, warm_start
-from tfrecall.serving.export import export_saved_model
+from tfrecall.serving.export import export_saved_model, read_export_info
+from tfrecall.serving.index import INDEX_KINDS
 
 VIEWS = training_lib.VIEWS  # in_batch, pointwise, pairwise, listwise, distill
 # The recipe's negatives where the config leaves them unset (`RecipeConfig.resolve_negatives`).
@@ -50,6 +54,8 @@ DEFAULT_NEGATIVES_PER_POSITIVE = 3  # pointwise 1:3 (pairwise random takes 1)
 SPLITS = ("random", "temporal", "leave_last")
 WORLDS = ("default", "longtail")  # built-in synthetic worlds (no download)
 STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
+SIMILARITIES = ("cosine", "dot")
+OPTIMIZERS = ("adam", "adagrad", "sgd")
 
 # Loss name -> (class, the views it trains on).
 LOSSES = {
@@ -143,6 +149,10 @@ class RecipeConfig:
     exclude_train: bool = True
     baselines: Tuple[str, ...] = BASELINES
     model_dir: str = "runs/default"
+    # A model_dir holding a different run (its recipe.json differs) is refused unless
+    # this is set (or the run warm-starts from that model_dir); set, it also discards
+    # an interrupted run's backup there.
+    overwrite: bool = False
     export_dir: Optional[str] = None  # None: MODEL_DIR/export
     export: bool = True
     index: str = "scann"
@@ -193,13 +203,40 @@ class RecipeConfig:
             raise ValueError(f"list_size must be >= 2, got {self.list_size}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        self.sampling()  # the sampling fields, checked by their owner
+        self._check_choices_and_ranges()
+        try:
+            self.sampling()  # the sampling fields, checked by their owner
+        except ValueError as e:  # its messages name SamplingConfig's fields, which are ours
+            raise ValueError(str(e).replace("SamplingConfig.", "")) from None
+        if (self.interactions is None and self.synthetic_world != "default"
+                and needs_ranker(self)):
+            raise ValueError(f"the {self.synthetic_world!r} world has no ranker lists, which "
+                             "this sampling config reads (distill view, hard negatives or "
+                             "ranked pairs)")
         if self.strategy == "parameter_server" and self.frequency == "streaming":
             # The streaming estimator is a tf.Variable updated inside the input pipeline;
             # ClusterCoordinator forbids variables in the per-worker dataset function.
             raise ValueError("frequency='streaming' keeps state in the input pipeline, which "
                              "strategy 'parameter_server' cannot (each worker builds its own "
                              "pipeline); use frequency='exact'")
+
+    def _check_choices_and_ranges(self) -> None:
+        """The checks a field's value needs before any data is read (one line each)."""
+        for name, allowed in (("similarity", SIMILARITIES), ("optimizer", OPTIMIZERS),
+                              ("index", INDEX_KINDS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {tuple(allowed)}, got "
+                                 f"{getattr(self, name)!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.split != "leave_last" and not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
+        if self.leave_last_n < 1:
+            raise ValueError(f"leave_last_n must be >= 1, got {self.leave_last_n}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be integers >= 1, got {list(self.ks)}")
+        if self.verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {self.verbose}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -572,14 +609,18 @@ def _train_stage(ctx: _Context, fit: RecallData, validation: Optional[RecallData
             json.dump(layout, f, indent=1)
 
     backup_dir = os.path.join(config.model_dir, "backup", stage)
-    if os.path.isdir(backup_dir) and os.listdir(backup_dir):
+    # The backup records the settings and data it was made with; resuming it under other
+    # ones would silently mix two runs (recipe.json records only the new settings).
+    fingerprint = run_fingerprint(config)
+    if rundir.check_backup(backup_dir, fingerprint, os.path.join(config.model_dir, "backup")):
         log(f"resuming from the backup in {backup_dir} (an earlier run of this model_dir "
             "was interrupted)")
+    rundir.write_fingerprint(backup_dir, fingerprint)
     callbacks, validator = [], None
     if validation is not None:
         # Full-catalogue validation Recall@K each epoch (into the logs: TensorBoard and
         # the History see it), then Keras' EarlyStopping on it, best weights restored.
-        val_k = max(config.ks)
+        val_k = min(max(config.ks), len(ctx.catalogue))  # capped as the test metrics are
         validator = ValidationRecall(
             make_eval_set(fit, validation, ctx.user_ids, ctx.catalogue, config.exclude_train),
             user_table, ctx.item_table, k=val_k)
@@ -604,6 +645,7 @@ def _train_stage(ctx: _Context, fit: RecallData, validation: Optional[RecallData
                         steps_per_epoch=samples.info.batches_per_epoch, callbacks=callbacks,
                         verbose=config.verbose)
     seconds = time.time() - fit_start
+    rundir.clear_backup(backup_dir)
     if history.epoch and history.epoch[0] > 0:
         log(f"resumed: trained epochs {history.epoch[0] + 1}..{history.epoch[-1] + 1}")
     losses_seen = history.history.get("loss", [])  # empty if a resume found nothing left
@@ -630,6 +672,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     wall_start = time.time()
     if config.strategy == "parameter_server":
         cluster.read_tf_config()  # a bad cluster fails now, not after the data is read
+    check_run_dirs(config, log)  # paths and the model_dir's run, before the data is read
     keras.utils.set_random_seed(config.seed)
     world = synthetic_world(config) if config.interactions is None else None
     data = world.data if world is not None else load_recall_data(config)
@@ -641,6 +684,10 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         # new log does not mention them.
         catalogue = _union(catalogue, previous_catalogue(config.warm_start_from, previous))
     user_ids = data.user_ids()
+    # Nothing to evaluate is an error now, not a table of zeros after training.
+    eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
+    check_evaluable(eval_set, test, config.exclude_train)
+    ks, ks_note = cap_ks(config.ks, len(catalogue))
     # The validation slice (epochs are chosen on it) comes out of the training split, so
     # the test split is never used for any choice.
     validation = None
@@ -655,19 +702,25 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     item_table = _entity_table(data.items, catalogue, "item_id")
     user_specs, item_specs = build_specs(data, config)
     log(f"data: {data.name}: {data.num_interactions} interactions, {len(user_ids)} users, "
-        f"{len(catalogue)} items; train {train.num_interactions}, test {test.num_interactions}"
+        f"{len(catalogue)} items; train {train.num_interactions} rows, test "
+        f"{test.num_interactions} rows (exposures included; the metrics count the held-out "
+        "pairs: distinct positive (user, item) pairs)"
         + ("" if validation is None else
            f"; validation {validation.num_interactions} of the training rows"))
-    log("user features (inferred kinds; override with --feature_config):\n"
-        + describe_specs(user_specs, test_user_table))
-    log("item features:\n" + describe_specs(item_specs, data.items))
+    if previous is None:
+        log("user features (inferred kinds; override with feature_config):\n"
+            + describe_specs(user_specs, test_user_table))
+        log("item features:\n" + describe_specs(item_specs, data.items))
+    else:  # a warm start keeps the old model's features and kinds, whatever the files hold
+        log(f"user features (kept from {config.warm_start_from}):\n"
+            + describe_specs(previous.user_tower.encoder.specs, test_user_table))
+        log("item features (kept):\n"
+            + describe_specs(previous.item_tower.encoder.specs, data.items))
+    if ks_note:
+        log(ks_note)
     # Synthetic worlds come with a ranker's full top-N per request; other logs use the
-    # ranker_score of their logged rows (see tfrecall.data.training).
-    if needs_ranker(config) and world is not None and not isinstance(
-            world, synthetic.SyntheticWorld):
-        raise ValueError(f"the {config.synthetic_world!r} world has no ranker lists, which "
-                         "this sampling config reads (distill view, hard negatives or ranked "
-                         "pairs)")
+    # ranker_score of their logged rows (see tfrecall.data.training; a world without
+    # ranker lists is refused by RecipeConfig).
     ranker = (synthetic.ranker_lists(world) if world is not None and needs_ranker(config)
               else None)
     strategy = make_strategy(config.strategy, config.ps_min_shard_bytes)
@@ -695,9 +748,8 @@ def run(config: RecipeConfig, log=print) -> RunResult:
 
     # Evaluation on the held-out split, full catalogue, training positives excluded; the
     # users' history is their whole training split, as serving would feed it.
-    eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
-    metrics = evaluate_model(model, eval_set, test_user_table, item_table, config.ks)
-    baselines = evaluate_baselines(eval_set, config.ks, config.baselines, log=log)
+    metrics = evaluate_model(model, eval_set, test_user_table, item_table, ks)
+    baselines = evaluate_baselines(eval_set, ks, config.baselines, log=log)
     export_path = None
     export_dir = config.export_dir or os.path.join(config.model_dir, "export")
     if config.export and chief:
@@ -719,11 +771,67 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         export_path=export_path,
         model_dir=config.model_dir,
         data_name=data.name,
-        notes=(_protocol_note(config),),
+        notes=(_protocol_note(config),) + ((ks_note,) if ks_note else ()),
         validation_curve=search.curve,
         best_epoch=search.best_epoch,
         epochs_run=sum(len(s.history.epoch) for s in stages),
     )
+
+
+# Settings that change where outputs go or what is printed, not what training produces:
+# a model_dir (or a backup) made with other values of these holds the same run.
+OUTPUT_SETTINGS = ("model_dir", "overwrite", "verbose", "export", "export_dir", "index",
+                   "export_k", "baselines")
+RECIPE_FILE = "recipe.json"
+
+
+def run_settings(config: RecipeConfig) -> dict:
+    """The settings that define what a run trains (`to_dict` less `OUTPUT_SETTINGS`)."""
+    return {k: v for k, v in config.to_dict().items() if k not in OUTPUT_SETTINGS}
+
+
+def run_fingerprint(config: RecipeConfig) -> dict:
+    """What a training backup records: the run's settings and its data files' fingerprints."""
+    files = {name: getattr(config, name)
+             for name in ("interactions", "users", "items", "feature_config")}
+    return {"settings": run_settings(config), "data": rundir.data_fingerprint(files)}
+
+
+def check_run_dirs(config: RecipeConfig, log=print) -> None:
+    """Checks a run's directories before any data is read.
+
+    model_dir (and export_dir when exporting) must be usable directories;
+    warm_start_from must hold a trained model; a model_dir whose recipe.json records
+    a different run is refused unless ``overwrite`` (or a warm start from that same
+    model_dir) says to replace it. ``overwrite`` also discards an interrupted run's
+    backup there.
+
+    Raises:
+      ValueError: naming the argument, the path and what to do.
+    """
+    rundir.writable_dir(config.model_dir, "model_dir")
+    if config.export:
+        rundir.writable_dir(config.export_dir or os.path.join(config.model_dir, "export"),
+                            "export_dir")
+    warm = config.warm_start_from
+    if warm and not os.path.isfile(os.path.join(warm, "model.json")):
+        raise ValueError(f"warm_start_from {warm!r} holds no trained model (model.json); "
+                         "give the model_dir of a finished training run")
+    replaces = config.overwrite or (
+        warm and os.path.realpath(warm) == os.path.realpath(config.model_dir))
+    recorded = rundir.read_json(os.path.join(config.model_dir, RECIPE_FILE))
+    if recorded is not None and not replaces:
+        changed = rundir.different_settings(recorded, config.to_dict(),
+                                            RecipeConfig().to_dict(), OUTPUT_SETTINGS)
+        if changed:
+            raise ValueError(
+                f"model_dir {config.model_dir!r} holds a different run "
+                f"({rundir.summarize(changed)}); pass overwrite=True to replace it, or give "
+                "another model_dir")
+    backup = os.path.join(config.model_dir, "backup")
+    if config.overwrite and os.path.isdir(backup):
+        shutil.rmtree(backup)
+        log(f"overwrite: discarded the interrupted run's backup in {backup}")
 
 
 def previous_catalogue(model_dir: str, previous: TwoTowerModel) -> np.ndarray:
@@ -822,7 +930,7 @@ def save_model(model: TwoTowerModel, config: RecipeConfig,
     spec.pop("compile_config", None)
     with open(os.path.join(config.model_dir, "model.json"), "w") as f:
         json.dump(spec, f)
-    with open(os.path.join(config.model_dir, "recipe.json"), "w") as f:
+    with open(os.path.join(config.model_dir, RECIPE_FILE), "w") as f:
         json.dump(config.to_dict(), f, indent=2)
     model.save_weights(os.path.join(config.model_dir, "weights", "final"))
 
@@ -840,8 +948,41 @@ def load_model(model_dir: str) -> TwoTowerModel:
 
 
 def load_recipe_config(model_dir: str) -> RecipeConfig:
-    with open(os.path.join(model_dir, "recipe.json")) as f:
+    """The `RecipeConfig` a finished run recorded in its model_dir.
+
+    Raises:
+      ValueError: the model_dir holds no recipe.json (naming the argument).
+    """
+    path = os.path.join(model_dir, RECIPE_FILE)
+    if not os.path.isfile(path):
+        raise ValueError(f"model_dir {model_dir!r} holds no {RECIPE_FILE}: give the model_dir "
+                         "of a finished training run")
+    with open(path) as f:
         return RecipeConfig.from_dict(json.load(f))
+
+
+def check_export_path(export_path: str) -> dict:
+    """The export's facts (`read_export_info`; {} for a foreign SavedModel).
+
+    Raises:
+      ValueError: the path is missing, is the export base directory rather than a
+        version in it, or holds no SavedModel; the message names the version to give.
+    """
+    if not os.path.isdir(export_path):
+        raise ValueError(f"export_path {export_path!r} does not exist; give an export version "
+                         "directory, e.g. MODEL_DIR/export/1")
+    if not os.path.isfile(os.path.join(export_path, "saved_model.pb")):
+        found = sorted((int(v) for v in os.listdir(export_path) if v.isdigit()
+                        and os.path.isfile(os.path.join(export_path, v, "saved_model.pb"))))
+        if found:
+            newest = os.path.join(export_path, str(found[-1]))
+            raise ValueError(f"export_path {export_path!r} is an export base directory; give "
+                             f"one of its versions, e.g. {newest}")
+        raise ValueError(f"export_path {export_path!r} holds no SavedModel (saved_model.pb)")
+    try:
+        return read_export_info(export_path)
+    except FileNotFoundError:
+        return {}
 
 
 @dataclasses.dataclass
@@ -850,6 +991,7 @@ class EvalResult:
     baselines: Dict[str, Dict[str, float]]
     note: str
     source: str
+    notes: Sequence[str] = ()  # capped cut-offs and the like, one line each
 
 
 def evaluate_trained(
@@ -861,23 +1003,50 @@ def evaluate_trained(
 ) -> EvalResult:
     """Re-evaluates a trained run on its own held-out split (from its recipe.json).
 
+    Cut-offs above the catalogue (or, through an export, above the K it returns) are
+    capped, each cap stated in `EvalResult.notes`.
+
     Args:
       model_dir: a `run`'s model_dir (model.json, weights/, recipe.json).
       ks: cut-offs.
       baselines: baselines scored in the same harness.
       export_path: evaluate through this exported SavedModel's index (ANN recall
-        included) instead of exact scoring with the model.
+        included) instead of exact scoring with the model; it must come from the run
+        in `model_dir` (its recorded recipe).
       **overrides: RecipeConfig fields to change (e.g. interactions=..., split=...).
+
+    Raises:
+      ValueError: no recipe.json in model_dir; a bad export_path, or one exported by
+        a different run; nothing to evaluate in the held-out split.
     """
-    config = dataclasses.replace(load_recipe_config(model_dir), **overrides)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ValueError(f"baselines: unknown {unknown}; known: {', '.join(BASELINES)}")
+    recorded = load_recipe_config(model_dir)
+    info = check_export_path(export_path) if export_path else {}
+    if info.get("recipe") is not None:
+        changed = rundir.different_settings(info["recipe"], recorded.to_dict(),
+                                            RecipeConfig().to_dict(), OUTPUT_SETTINGS)
+        if changed:
+            raise ValueError(
+                f"export_path {export_path!r} was exported by a different run than model_dir "
+                f"{model_dir!r} ({rundir.summarize(changed)}); give that run's model_dir, or "
+                "an export of this one")
+    config = dataclasses.replace(recorded, **overrides)
     data = load_recall_data(config)
     train, test = split_data(data, config)
     catalogue, user_ids = data.item_catalogue(), data.user_ids()
     user_table = user_feature_table(data, train, user_ids, config)
     eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
+    check_evaluable(eval_set, test, config.exclude_train)
+    ks, note = cap_ks(ks, len(catalogue))
+    notes = [note] if note else []
     if export_path:
         from tfrecall.evaluation.harness import evaluate_export
 
+        if info.get("k") is not None:
+            ks, note = cap_ks(ks, int(info["k"]), "the items the export returns")
+            notes += [note] if note else []
         metrics = evaluate_export(export_path, eval_set, user_table, ks)
         source = f"export {export_path}"
     else:
@@ -886,4 +1055,4 @@ def evaluate_trained(
         metrics = evaluate_model(model, eval_set, user_table, item_table, ks)
         source = f"model {model_dir} (exact scoring)"
     return EvalResult(metrics, evaluate_baselines(eval_set, ks, baselines),
-                      _protocol_note(config), source)
+                      _protocol_note(config), source, tuple(notes))

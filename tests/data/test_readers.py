@@ -250,6 +250,9 @@ def test_feature_table_numeric_and_string_columns(tmp_path):
         ("user_id,age\nu1,1\n,2\n", 3, "user_id", "empty id"),
         ("user_id,age\nu1,1\nu2,inf\n", 3, "age", "infinite"),
         ("user_id,age\nu1,1\nu2,1e39\n", 3, "age", "beyond float32"),
+        # A word among numbers is a mistake to name, not a categorical column.
+        ("user_id,age\nu1,31\nu2,unknown\nu3,40\n", 3, "age",
+         "'unknown' in a column of numbers (2 of 3 values); leave a missing value empty"),
     ],
 )
 def test_bad_feature_tables(tmp_path, text, line, column, detail):
@@ -259,6 +262,12 @@ def test_bad_feature_tables(tmp_path, text, line, column, detail):
     message = str(info.value)
     assert "users.csv" in message and f"line {line}," in message
     assert f"column '{column}'" in message and detail in message
+
+
+def test_a_column_mostly_of_words_stays_text(tmp_path):
+    path = write(tmp_path, "items.csv", "item_id,size\na,10\nb,M\nc,L\nd,\n")
+    table = readers.read_feature_table_csv(path, "item_id")
+    np.testing.assert_array_equal(table["size"], ["10", "M", "L", ""])
 
 
 def test_as_strings_formats_codes():

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import keras, tf
-from tfrecall.features.continuous import EPSILON, BucketizedEmbedding, ContinuousFeature
+from tfrecall.features.continuous import (
+    EPSILON,
+    MAX_ABS_Z,
+    BucketizedEmbedding,
+    ContinuousFeature,
+)
 
 NAN = float("nan")
 INF = float("inf")
@@ -21,6 +26,30 @@ def _seed():
 
 
 class TestContinuousFeature:
+    def test_huge_finite_values_are_clipped_not_overflowed(self):
+        layer = ContinuousFeature(mean=30.0, variance=100.0)
+        # z of 1e30 is 1e29 and of 3e38 (float32 max) / 10 would be inf: both clip to
+        # MAX_ABS_Z, whose square (1e8) is far from overflowing float32.
+        out = layer(tf.constant([1e30, -3e38, 3e38, 50.0])).numpy()
+        np.testing.assert_allclose(out[:, 0], [MAX_ABS_Z, -MAX_ABS_Z, MAX_ABS_Z, 2.0],
+                                   rtol=1e-6)
+        np.testing.assert_array_equal(out[:, 1], [0, 0, 0, 0])  # finite: not missing
+
+    def test_a_huge_value_keeps_a_unit_user_vector(self):
+        # Issue 13: age 1e30 at serving gave an all-zero user vector (every score 0).
+        from tfrecall.config import FeatureSpec, TowerConfig
+        from tfrecall.models import TwoTowerModel
+
+        model = TwoTowerModel.from_specs(
+            [FeatureSpec("age", "continuous")], [FeatureSpec("item_id", "id")],
+            tower=TowerConfig(hidden_units=(16,), output_dim=8))
+        model.adapt({"age": np.array([20.0, 40.0], np.float32)},
+                    {"item_id": np.array(["a", "b"], object)})
+        vectors = model.user_tower({"age": tf.constant([1e20, 1e30, 3e38, 45.0])}).numpy()
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+        # Beyond the clip every huge value is the same input, so the same vector.
+        np.testing.assert_allclose(vectors[1], vectors[2], rtol=1e-5)
+
     def test_z_scores_by_hand(self):
         layer = ContinuousFeature(mean=1.0, variance=4.0)
         out = layer(tf.constant([[3.0, -1.0], [1.0, 7.0]])).numpy()

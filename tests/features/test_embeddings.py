@@ -12,6 +12,8 @@ from tfrecall.features.embeddings import (
     CategoricalEmbedding,
     MultiCategoricalEmbedding,
     count_vocabulary,
+    strip_ids,
+    to_string_array,
 )
 
 
@@ -190,3 +192,17 @@ class TestMultiCategoricalEmbedding:
         clone(x)
         clone.set_weights(layer.get_weights())
         np.testing.assert_array_equal(clone(x).numpy(), expected)
+
+
+def test_ids_are_stripped_as_the_csv_readers_strip_them():
+    # Issue 13: training read "u1" (the reader strips), serving got "  u1 " (unknown).
+    raw = ["  u1 ", "\tu2\n", "u\u00a0 3", "\u3000u4\u00a0", "", "  "]
+    expected = [v.strip() for v in raw]  # the readers' str.strip(), Unicode spaces too
+    assert [v.decode() for v in strip_ids(tf.constant(raw)).numpy().tolist()] == expected
+    assert to_string_array(np.array(raw, object), "t").tolist() == expected
+    layer = CategoricalEmbedding(4, vocabulary=["u1", "u2"])
+    np.testing.assert_allclose(layer(tf.constant(["  u1 ", "u2\t"])).numpy(),
+                               layer(tf.constant(["u1", "u2"])).numpy())
+    multi = MultiCategoricalEmbedding(4, vocabulary=["a", "b"])
+    np.testing.assert_allclose(multi(tf.constant([" a|b  "])).numpy(),
+                               multi(tf.constant(["a|b"])).numpy())

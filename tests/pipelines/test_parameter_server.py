@@ -212,4 +212,4 @@ def test_train_without_tf_config_is_a_clear_error(subprocess_env):
                           "--synthetic_users=50", "--synthetic_items=50"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert "error: strategy 'parameter_server' needs the TF_CONFIG" in out.stderr
+    assert "error: --strategy 'parameter_server' needs the TF_CONFIG" in out.stderr

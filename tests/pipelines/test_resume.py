@@ -5,10 +5,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, start_until
 
 
 @pytest.mark.slow
@@ -16,14 +15,9 @@ def test_hard_kill_then_same_command_resumes_from_last_epoch(tmp_path, subproces
     model_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "pipelines.train", f"--model_dir={model_dir}", "--epochs=8",
            "--validation_fraction=0", "--noexport", "--baselines=popularity", "--verbose=0"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    # Without a validation slice one stage, "final", trains exactly --epochs.
-    marker = model_dir / "checkpoints" / "final" / "ckpt-002.index"
-    deadline = time.time() + 240
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, "training ended before it could be killed"
+    # Without a validation slice one stage ("final") trains, with its own folders.
+    proc = start_until(cmd, subprocess_env, model_dir / "checkpoints" / "final" / "ckpt-002.index",
+                       start_new_session=True)
     os.killpg(proc.pid, signal.SIGKILL)  # a hard kill: no cleanup, no atexit
     proc.wait(timeout=60)
     assert (model_dir / "backup").is_dir(), "no backup left behind to resume from"

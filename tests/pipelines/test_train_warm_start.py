@@ -20,6 +20,9 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
                 for _ in range(6)]
     common = dict(epochs=4, batch_size=32, model_dir=str(tmp_path / "run1"), index="brute_force",
                   export_k=10, baselines=(), verbose=0, test_fraction=0.1,
+                  # Every held-out pair of these logs repeats a training pair: with them
+                  # excluded there would be nothing to evaluate (which stops a run).
+                  exclude_train=False,
                   # Id rows for users as well as the history through the item table: the
                   # warm start grows both vocabularies and carries the shared table once.
                   user_id_embedding=True)
@@ -39,6 +42,11 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
                               **{**common, "model_dir": str(tmp_path / "run2")}),
                  log=logs.append)
     assert any("warm start: item_id: 1 new ids" in line for line in logs)
+    # The feature tables printed are the kept model's (issue 13: kinds inferred from the
+    # new files were printed), and the data line says what its counts are.
+    assert any(line.startswith(f"user features (kept from {tmp_path / 'run1'})") for line in logs)
+    assert any(line.startswith("item features (kept)") for line in logs)
+    assert any("rows (exposures included" in line for line in logs if line.startswith("data:"))
     new = load_model(str(tmp_path / "run2"))
     new_vocab = list(new.item_tower.encoder.feature_layers[0].vocabulary)
     # Old ids keep their index (the new one is appended), so old rows stay aligned.

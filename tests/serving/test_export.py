@@ -234,3 +234,60 @@ def test_keep_versions_keeps_the_newest(model, tmp_path):
     old = export_saved_model(model, ITEMS, base, k=3, index="brute_force", version=1,
                              keep_versions=1)
     assert sorted(os.listdir(base)) == ["1", "3"] and os.path.basename(old) == "1"
+
+
+@pytest.fixture(scope="module")
+def loaded(model, tmp_path_factory):
+    logs = []
+    path = export_saved_model(model, ITEMS, str(tmp_path_factory.mktemp("checked")), k=500,
+                              index="brute_force", log=logs.append)
+    return tf.saved_model.load(path), path, logs
+
+
+@pytest.mark.parametrize("signature, feed, message", [
+    # Rank: a (B, 1) column instead of (B,) names the input (issue 13: a MatMul error).
+    ("serving_default", {"user_id": [["u0"]], "country": ["fr"]},
+     r"serving_default: input user_id must have rank 1 \(shape \(B,\)"),
+    ("serving_exclude", {"user_id": ["u0"], "country": ["fr"], "exclude_item_ids": ["i0"]},
+     r"serving_exclude: input exclude_item_ids must have rank 2 \(shape \(B, M\)"),
+    # Batch sizes: two users' ids, one country (issue 13: "ConcatOp : Dimension 0").
+    ("serving_default", {"user_id": ["u0", "u1"], "country": ["fr"]},
+     r"serving_default: input user_id has a different batch size than input country"),
+    ("serving_exclude", {"user_id": ["u0"], "country": ["fr"],
+                         "exclude_item_ids": [["i0"], ["i1"]]},
+     r"serving_exclude: input exclude_item_ids has a different batch size"),
+    ("item_embedding", {"item_id": ["i0", "i1"], "price": [1.0]},
+     r"item_embedding: input price has a different batch size than input item_id"),
+])
+def test_signature_inputs_are_checked_by_name(loaded, signature, feed, message):
+    sig = loaded[0].signatures[signature]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        sig(**{k: tf.constant(v) for k, v in feed.items()})
+
+
+def test_signature_metadata_maps_the_dtype_error_position_to_the_input(loaded):
+    module, path, logs = loaded
+    inputs = read_export_info(path)["inputs"]
+    assert inputs["serving_default"] == {"country": "string", "user_id": "string"}
+    assert list(inputs["item_embedding"]) == ["item_id", "price"]
+    assert inputs["item_embedding"]["price"] == "float32"
+    # TensorFlow refuses a wrong dtype before the graph runs, by position: "input #1" is
+    # the metadata's second input of the signature.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"input #1\(zero-based\)"):
+        module.signatures["item_embedding"](item_id=tf.constant(["i0"]),
+                                            price=tf.constant(["cheap"]))
+    assert any("note: k=500 exceeds the catalogue's 60 items: capped at k=60" in line
+               for line in logs)
+    # The index's recall is labelled as such, not read as the model's held-out recall.
+    assert any("index recall@10 vs exact search=1.0000" in line for line in logs)
+
+
+def test_serving_strips_ids_as_training_does(loaded):
+    sig = loaded[0].signatures["serving_exclude"]
+    clean = sig(user_id=tf.constant(["u0"]), country=tf.constant(["fr"]),
+                exclude_item_ids=tf.constant([["i3"]]))
+    padded = sig(user_id=tf.constant(["  u0 "]), country=tf.constant([" fr\t"]),
+                 exclude_item_ids=tf.constant([[" i3 "]]))
+    np.testing.assert_array_equal(padded["item_ids"].numpy(), clean["item_ids"].numpy())
+    np.testing.assert_allclose(padded["scores"].numpy(), clean["scores"].numpy())
+    assert b"i3" not in padded["item_ids"].numpy()[0].tolist()

@@ -105,3 +105,41 @@ def test_refresh_rejects_a_non_number_in_a_numeric_feature(trained, tmp_path):
         export_from_files(str(root / "model"), str(tmp_path / "bad.csv"),
                           str(tmp_path / "export"), index="brute_force", log=None)
     assert not os.path.exists(tmp_path / "export")
+
+
+def test_a_catalogue_lacking_a_feature_of_the_model_is_refused(trained, tmp_path,
+                                                               subprocess_env):
+    # Issue 13: a catalogue of item ids only exported (rc 0, no warning) a model fed no
+    # genre and price, while a warm start refused the same file.
+    _, root = trained
+    write_csv(tmp_path / "ids.csv", [(f"i{j}",) for j in range(N_ITEMS)], ["item_id"])
+    with pytest.raises(DataError, match=r"ids.csv: lacks the model's feature column\(s\) "
+                                        r"\['genre', 'price'\].*allow_missing_features=True"):
+        export_from_files(str(root / "model"), str(tmp_path / "ids.csv"),
+                          str(tmp_path / "export"), index="brute_force", log=None)
+    assert not os.path.exists(tmp_path / "export" / "1")
+    logs = []
+    path = export_from_files(str(root / "model"), str(tmp_path / "ids.csv"),
+                             str(tmp_path / "export"), index="brute_force", log=logs.append,
+                             allow_missing_features=True)
+    assert path.info["num_items"] == N_ITEMS
+    assert any("2 feature(s) of the model missing, fed as missing values" in line
+               for line in logs)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.export", f"--model_dir={root / 'model'}",
+         f"--items={tmp_path / 'ids.csv'}", f"--export_dir={tmp_path / 'export2'}"],
+        capture_output=True, text=True, env=subprocess_env, cwd=REPO, timeout=300)
+    assert out.returncode == 2
+    line, = out.stderr.strip().splitlines()  # one line: no traceback, no cuInit line
+    assert line.startswith("error: ") and "--allow_missing_features" in line
+    assert "['genre', 'price']" in line
+
+
+def test_unusable_model_and_export_dirs_name_the_argument(trained, tmp_path):
+    _, root = trained
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ValueError, match=r"^model_dir '.*nope' holds no trained model"):
+        export_from_files(str(tmp_path / "nope"), str(root / "v1.csv"), str(tmp_path / "e"))
+    with pytest.raises(ValueError, match=r"^export_dir '.*afile' is a file"):
+        export_from_files(str(root / "model"), str(root / "v1.csv"), str(afile))

@@ -555,6 +555,7 @@ def _feature_column(chunk: Chunk, name: str, force_str: bool) -> np.ndarray:
         try:
             values = np.asarray([s or "nan" for s in strings.tolist()], dtype=np.float64)
         except ValueError:
+            _check_mostly_numbers(chunk, name, strings)
             return strings
         with np.errstate(over="ignore"):
             values32 = values.astype(np.float32)
@@ -565,6 +566,28 @@ def _feature_column(chunk: Chunk, name: str, force_str: bool) -> np.ndarray:
                               "give a finite number or leave the value empty")
         return values32
     return strings
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_mostly_numbers(chunk: Chunk, name: str, strings: np.ndarray) -> None:
+    """A column of numbers with a few words in it ("unknown", "n/a") is a mistake to name,
+    not a categorical column: most values numbers and some not raises DataError."""
+    present = [(i, v) for i, v in enumerate(strings.tolist()) if v]
+    words = [(i, v) for i, v in present if not _is_number(v)]
+    if words and 2 * len(words) < len(present):
+        index, value = words[0]
+        raise chunk.error(
+            index, name,
+            f"{value!r} in a column of numbers ({len(present) - len(words)} of {len(present)} "
+            "values); leave a missing value empty, or give the column a string kind "
+            '(e.g. {"kind": "categorical"}) in the feature config')
 
 
 def load_data(

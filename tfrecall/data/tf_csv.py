@@ -28,6 +28,7 @@ from typing import Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from tfrecall._backend import tf
+from tfrecall.config import WHITESPACE_RE2
 from tfrecall.data.schema import EXPOSURE_EVENTS
 
 MARKER = "tfrecall DataError: "
@@ -35,10 +36,9 @@ BLOCK_BYTES = 1 << 20
 OUTPUT_ORDER = ("user_id", "item_id", "label", "positive", "event", "timestamp", "request_id",
                 "ranker_score")
 
-# Python's str.strip() whitespace (every c with c.isspace()), so fields are stripped
-# exactly as the in-memory reader strips them; RE2's \s is ASCII only.
-_SPACE = (r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}"
-          r"\x{202f}\x{205f}\x{3000}]")
+# Python's str.strip() whitespace, so fields are stripped exactly as the in-memory
+# reader strips them.
+_SPACE = WHITESPACE_RE2
 _STRIP = f"^{_SPACE}+|{_SPACE}+$"
 # Text in which ASCII strip equals Python's strip and no quote handling is needed.
 _PLAIN = r"[\t\n\r\x20\x21\x23-\x7e]*"

@@ -9,7 +9,7 @@ catalogue; `evaluate_model`, `evaluate_popularity`, `evaluate_itemcf` and
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -75,6 +75,54 @@ def make_eval_set(
         train_item_idx=i_idx[keep],
         exclude_train=exclude_train,
     )
+
+
+def count_pairs(eval_set: EvalSet) -> int:
+    """The held-out pairs the metrics count: targets outside each user's exclusions."""
+    return sum(len(t - eval_set.exclude.get(u, set())) for u, t in eval_set.targets.items())
+
+
+def check_evaluable(eval_set: EvalSet, test: RecallData, exclude_train: bool = True) -> None:
+    """Raises where the held-out split leaves nothing to evaluate (every metric would be 0).
+
+    Raises:
+      ValueError: no held-out positive pair (of a known user, outside the user's
+        training items when `exclude_train`), with the test split's row counts.
+    """
+    if count_pairs(eval_set):
+        return
+    positives = int(np.asarray(test.interactions["positive"], bool).sum())
+    outside = " outside that user's training items" if exclude_train else ""
+    raise ValueError(
+        f"nothing to evaluate: the held-out split has no positive (user, item) pair{outside} "
+        f"({test.num_interactions} test rows, {positives} positive; "
+        f"{len(eval_set.user_ids)} users, {len(eval_set.catalogue)} items); use a larger log, "
+        "another test_fraction or another split")
+
+
+def cap_ks(ks: Sequence[int], limit: int, what: Optional[str] = None
+           ) -> Tuple[Tuple[int, ...], Optional[str]]:
+    """Cut-offs at most `limit` (deduplicated, sorted), and a note naming any capped.
+
+    Recall@K with K at or above the catalogue size ranks every item, so it is 1.0 by
+    construction; a K above what can be ranked is reported as K = `limit`, with a note.
+
+    Args:
+      ks: the cut-offs asked for.
+      limit: the most items that can be ranked (the catalogue size by default).
+      what: what `limit` counts, for the note (default: the catalogue's items).
+
+    Returns:
+      ``(ks, note or None)``.
+    """
+    over = sorted(int(k) for k in ks if int(k) > limit)
+    capped = tuple(sorted({min(int(k), limit) for k in ks}))
+    if not over:
+        return capped, None
+    if what is None:
+        return capped, (f"note: K {over} exceed the catalogue's {limit} items: capped at "
+                        f"K={limit} (recall@{limit} ranks the whole catalogue)")
+    return capped, f"note: K {over} exceed {what} ({limit}): capped at K={limit}"
 
 
 def evaluate_embeddings_on(

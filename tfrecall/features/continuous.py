@@ -18,6 +18,11 @@ from tfrecall._backend import keras, register, tf
 
 EPSILON = 1e-7
 """Added to the variance under the square root, as in batch normalization."""
+MAX_ABS_Z = 1e4
+"""|z| is clipped to this. A finite but huge input (1e30) would otherwise give a z whose
+square overflows float32 in the tower's L2 normalisation, which then returns an all-zero
+embedding (every item scored 0). No value of a sane column is 10^4 deviations out, so
+the clip changes nothing else, and training and serving clip alike (the same layer)."""
 
 
 def signed_log1p(x):
@@ -57,7 +62,7 @@ class ContinuousFeature(keras.layers.Layer):
     """A number as ``[z, missing]``: its z-score, and 1.0 where it was NaN/inf.
 
     Definition (t is the value, or ``sign(x) * log1p(|x|)`` when `log1p`):
-    ``z = (t - mean) / sqrt(variance + EPSILON)`` for finite x; for NaN/±inf x,
+    ``z = clip((t - mean) / sqrt(variance + EPSILON), ±MAX_ABS_Z)`` for finite x; for NaN/±inf x,
     ``z = default``, a trainable scalar initialised to 0 (the model learns what a
     missing value should look like), and ``missing = 1``.
 
@@ -161,6 +166,7 @@ class ContinuousFeature(keras.layers.Layer):
         t = signed_log1p(x) if self.log1p else x
         variance = self.variance if self.variance > 0 else 1.0
         z = (t - self.mean) / math.sqrt(variance + EPSILON)
+        z = tf.clip_by_value(z, -MAX_ABS_Z, MAX_ABS_Z)  # see MAX_ABS_Z
         z = tf.where(finite, z, tf.cast(self.default, tf.float32))
         missing = tf.cast(tf.logical_not(finite), tf.float32)
         return tf.cast(tf.stack([z, missing], axis=-1), self.compute_dtype)
@@ -335,4 +341,4 @@ class BucketizedEmbedding(keras.layers.Layer):
         return config
 
 
-__all__ = ["BucketizedEmbedding", "ContinuousFeature", "EPSILON", "signed_log1p"]
+__all__ = ["BucketizedEmbedding", "ContinuousFeature", "EPSILON", "MAX_ABS_Z", "signed_log1p"]

@@ -22,6 +22,7 @@ from typing import Iterable, List, Mapping, Optional, Sequence
 import numpy as np
 
 from tfrecall._backend import keras, register, tf
+from tfrecall.config import WHITESPACE_RE2
 
 # StringLookup's OOV token must not be a real value, else a vocabulary entry equal to
 # it is silently dropped and every later index shifts (checked: "[UNK]" in the
@@ -33,7 +34,8 @@ def to_string_array(values, what: str) -> np.ndarray:
     """Raw id values as a flat object array of str, as the layers see them in `call`.
 
     Integers become their decimal form (what `tf.strings.as_string` gives), bytes are
-    decoded as UTF-8, None and float NaN (pandas' missing marker) become "".
+    decoded as UTF-8, strings are stripped (as `strip_ids` strips them in `call`), None
+    and float NaN (pandas' missing marker) become "".
 
     Args:
       values: an array-like of str, bytes or integers, any shape.
@@ -49,9 +51,9 @@ def to_string_array(values, what: str) -> np.ndarray:
     if arr.dtype.kind in "iu":
         return arr.reshape(-1).astype(str).astype(object)
     if arr.dtype.kind == "U":
-        return arr.reshape(-1).astype(object)
+        return np.array([v.strip() for v in arr.reshape(-1).tolist()], dtype=object)
     if arr.dtype.kind == "S":
-        return np.array([v.decode("utf-8") for v in arr.reshape(-1)], dtype=object)
+        return np.array([v.decode("utf-8").strip() for v in arr.reshape(-1)], dtype=object)
     if arr.dtype.kind != "O":
         raise TypeError(
             f"{what}: ids must be str or integer values, got an array of dtype {arr.dtype} "
@@ -60,9 +62,9 @@ def to_string_array(values, what: str) -> np.ndarray:
     out = []
     for v in arr.reshape(-1):
         if isinstance(v, str):
-            out.append(v)
+            out.append(v.strip())
         elif isinstance(v, bytes):
-            out.append(v.decode("utf-8"))
+            out.append(v.decode("utf-8").strip())
         elif v is None or (isinstance(v, float) and math.isnan(v)):
             out.append("")
         elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
@@ -116,11 +118,20 @@ def vocabulary_from_counts(
     return [t for _, t in kept]
 
 
+def strip_ids(strings: tf.Tensor) -> tf.Tensor:
+    """Strings with leading and trailing whitespace removed, as Python's `str.strip`.
+
+    The CSV readers strip every id and category; the layers strip what they are fed,
+    so `"  u1 "` at serving is the `"u1"` of training (`tfrecall.config.WHITESPACE_RE2`).
+    """
+    return tf.strings.regex_replace(strings, f"^{WHITESPACE_RE2}+|{WHITESPACE_RE2}+$", "")
+
+
 def ids_to_strings(inputs, what: str) -> tf.Tensor:
-    """A string tensor of ids: strings unchanged, integers via `tf.strings.as_string`."""
+    """A string tensor of ids: strings stripped (`strip_ids`), integers via `as_string`."""
     inputs = tf.convert_to_tensor(inputs)
     if inputs.dtype == tf.string:
-        return inputs
+        return strip_ids(inputs)
     if inputs.dtype.is_integer:
         return tf.strings.as_string(inputs)
     raise TypeError(
@@ -439,6 +450,7 @@ __all__ = [
     "count_vocabulary",
     "ids_to_strings",
     "pool_tokens",
+    "strip_ids",
     "to_string_array",
     "vocabulary_from_counts",
 ]

@@ -16,9 +16,20 @@ SavedModel with four signatures:
 Every feature the towers were built with is a signature input. A feature value that
 is missing is fed as "" (strings) or NaN (numbers): the feature layers map it to the
 OOV bucket or to the learned default, so an unknown user still gets K items. An empty
-batch returns `(0, K)` outputs. Where fewer than K items qualify (a catalogue smaller
-than K + the excluded items), the remaining slots hold item id "" and score
-`finfo(float32).min / 100`.
+batch returns `(0, K)` outputs.
+
+Inputs are checked in the graph, each error naming the signature and the input: every
+input must have its rank (`(B,)`; `exclude_item_ids` `(B, M)`) and the same batch
+size B. (The signatures declare the inputs' dtypes and leave their rank open, so that
+a wrong rank reaches these checks instead of a kernel deep in the tower.) A wrong
+dtype is refused by TensorFlow before the graph runs, by position ("input #k"):
+`assets.extra/tfrecall_export.json` lists each signature's inputs in that order with
+their dtypes (``inputs``). Ids (and categories) are stripped of surrounding
+whitespace as the CSV readers strip them in training; a number beyond the training
+range is clipped in its standardized form as in training (a NaN or inf is missing).
+
+Where fewer than K items qualify (a catalogue smaller than K + the excluded items), the
+remaining slots hold item id "" and score `finfo(float32).min / 100`.
 
 The index (`tfrecall.serving.index`) is ScaNN (`index="scann"`; loading needs
 `import scann` before `tf.saved_model.load`, and TF Serving its ScaNN-enabled build),
@@ -44,6 +55,7 @@ from typing import Callable, Mapping, Optional, Union
 import numpy as np
 
 from tfrecall._backend import tf
+from tfrecall.features.embeddings import strip_ids
 from tfrecall.serving import versions
 from tfrecall.serving.index import INDEX_KINDS, build_index
 from tfrecall.serving.versions import next_version  # noqa: F401  (public since v0.1)
@@ -108,18 +120,23 @@ class SearchModule(tf.Module):
             EXCLUDE_INPUT: tf.TensorSpec([None, None], tf.string, name=EXCLUDE_INPUT),
         }
 
-        @tf.function(input_signature=[query_signature])
-        def serving_default(features):
-            return self._recommend(features, None)
+        self.input_specs = {"serving_default": query_signature, "serving_exclude": exclude_sig,
+                            "user_embedding": query_signature}
 
-        @tf.function(input_signature=[exclude_sig])
+        @tf.function(input_signature=[_open_rank(query_signature)])
+        def serving_default(features):
+            return self._recommend(check_inputs(features, query_signature, "serving_default"),
+                                   None)
+
+        @tf.function(input_signature=[_open_rank(exclude_sig)])
         def serving_exclude(features):
-            features = dict(features)
-            exclude = features.pop(EXCLUDE_INPUT)
+            features = dict(check_inputs(features, exclude_sig, "serving_exclude"))
+            exclude = strip_ids(features.pop(EXCLUDE_INPUT))
             return self._recommend(features, exclude)
 
-        @tf.function(input_signature=[query_signature])
+        @tf.function(input_signature=[_open_rank(query_signature)])
         def user_embedding(features):
+            features = check_inputs(features, query_signature, "user_embedding")
             return {"embedding": self.embed_query(features)}
 
         self.serving_default = serving_default
@@ -160,14 +177,71 @@ class RecallModule(SearchModule):
         self.user_tower = model.user_tower
         self.item_tower = model.item_tower
 
-        @tf.function(input_signature=[model.item_tower.encoder.input_signature()])
+        item_sig = model.item_tower.encoder.input_signature()
+        self.input_specs["item_embedding"] = item_sig
+
+        @tf.function(input_signature=[_open_rank(item_sig)])
         def item_embedding(features):
+            features = check_inputs(features, item_sig, "item_embedding")
             return {"embedding": self.item_tower(features, training=False)}
 
         self.item_embedding = item_embedding
 
     def embed_query(self, features):
         return self.user_tower(features, training=False)
+
+
+def _open_rank(specs: Mapping[str, tf.TensorSpec]) -> dict:
+    """The specs with their dtypes and an open shape (see `check_inputs`)."""
+    return {name: tf.TensorSpec(None, spec.dtype, name=name) for name, spec in specs.items()}
+
+
+def check_inputs(features: Mapping[str, tf.Tensor], specs: Mapping[str, tf.TensorSpec],
+                 signature: str) -> dict:
+    """The inputs with their static shapes, after in-graph checks naming the input.
+
+    Each input must have the rank of its spec, and every input the batch size of the
+    first (inputs in name order). A signature declared with `_open_rank` specs lets a
+    wrong rank reach these checks: with the declared shape, TensorFlow folds the rank
+    check away at trace time and a rank-2 input fails later in the tower, unnamed.
+
+    Raises (when the graph runs):
+      InvalidArgumentError: "<signature>: input <name> ..." for a wrong rank or a
+        batch size that differs from the first input's.
+    """
+    names = sorted(features)
+    rank_checks = [
+        tf.debugging.assert_equal(
+            tf.rank(features[name]), specs[name].shape.rank,
+            message=f"{signature}: input {name} must have rank {specs[name].shape.rank} "
+                    f"(shape {_shape_text(specs[name].shape)}, one row per query)")
+        for name in names
+    ]
+    with tf.control_dependencies(rank_checks):
+        first = names[0]
+        batch = tf.shape(features[first])[0]
+        size_checks = [
+            tf.debugging.assert_equal(
+                tf.shape(features[name])[0], batch,
+                message=f"{signature}: input {name} has a different batch size than input "
+                        f"{first}; feed every input one row per query")
+            for name in names[1:]
+        ]
+    checked = {}
+    with tf.control_dependencies(size_checks):
+        # A reshape to the input's own dimensions, then the static shape. (Not
+        # tf.ensure_shape: grappler reads its shape back into the input and folds the
+        # rank checks above away, so the unnamed EnsureShape error would come first.)
+        for name in names:
+            x = features[name]
+            checked[name] = tf.reshape(x, tf.shape(x)[: specs[name].shape.rank])
+            checked[name].set_shape(specs[name].shape)
+    return checked
+
+
+def _shape_text(shape: tf.TensorShape) -> str:
+    dims = ["B"] + ["M" if d is None else str(d) for d in shape.as_list()[1:]]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def embed_table(tower, table: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
@@ -363,6 +437,9 @@ def export_index(
     if item_embeddings.ndim != 2 or len(item_embeddings) != len(item_ids):
         raise ValueError(f"item_embeddings must be ({len(item_ids)}, D) for {len(item_ids)} "
                          f"item ids, got {item_embeddings.shape}")
+    if int(k) > len(item_ids) and log is not None:
+        log(f"note: k={k} exceeds the catalogue's {len(item_ids)} items: capped at "
+            f"k={len(item_ids)}")
     k = min(int(k), len(item_ids))
     idx, report = build_index(index, item_embeddings, k, queries=tuning_queries,
                               target_recall=target_recall, exact_below=exact_below, seed=seed)
@@ -375,6 +452,9 @@ def export_index(
         "embedding_dim": int(item_embeddings.shape[1]),
         **info,
         "signatures": list(signatures),
+        # Name order is the order TensorFlow numbers inputs in ("input #k" of a dtype error).
+        "inputs": {name: {n: module.input_specs[name][n].dtype.name
+                          for n in sorted(module.input_specs[name])} for name in signatures},
         "needs_import_scann": index == "scann",
         "recall_at_10": round(report.recall_at_10, 5),
         "target_recall": target_recall,
@@ -397,7 +477,8 @@ def export_index(
     info["pruned_versions"] = versions.prune_versions(export_dir, keep_versions, protect=final)
     if log is not None:
         log(f"exported {final}: index={index} ({report.mode}) items={len(item_ids)} k={k} "
-            f"recall@10={report.recall_at_10:.4f} (target {target_recall}) "
+            f"index recall@10 vs exact search={report.recall_at_10:.4f} "
+            f"(target {target_recall}; not the model's held-out recall) "
             f"index_build={report.build_seconds:.1f}s (tuning {report.tuning_seconds:.1f}s) "
             f"index_size={report.index_bytes / 2**20:.1f}MiB "
             f"params={report.params}")

@@ -160,6 +160,7 @@ class QueryModelModule(SearchModule):
         self._structure = structure
         if candidate_model is not None:
             self.candidate_model = candidate_model
+            self.input_specs["item_embedding"] = flat_signature(candidate_structure)
 
             @tf.function(input_signature=[flat_signature(candidate_structure)])
             def item_embedding(features):
