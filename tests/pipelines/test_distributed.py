@@ -11,6 +11,10 @@ from conftest import REPO
 
 ARGS = ["--synthetic_users=800", "--synthetic_items=400", "--epochs=2", "--batch_size=512",
         "--validation_fraction=0",
+        # The id-row user tower this equivalence was established with: the mixed shared
+        # negatives are drawn per replica, so the match is statistical, and the history
+        # feature's extra variance at 800 users x 2 epochs exceeds the 0.02 tolerance.
+        "--history_items=0", "--user_id_embedding",
         "--baselines=popularity", "--index=brute_force", "--verbose=0"]
 
 
