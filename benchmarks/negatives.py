@@ -27,11 +27,11 @@ import tfrecall  # noqa: F401  (Keras 2 before TensorFlow)
 from tfrecall import recipe
 from tfrecall._backend import keras
 from tfrecall.data import synthetic
-from tfrecall.data.samples import FeatureStore
-from tfrecall.data.training import SamplingConfig, TrainingSamples
 from tfrecall.evaluation.harness import evaluate_model, make_eval_set
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.mixed import mixed_logits_and_labels
+from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
+from tfrecall.sampling.requests import FeatureStore
 from tfrecall.serving.export import embed_items, embed_users
 
 STRATEGIES = [

@@ -2,7 +2,7 @@
 
 For the synthetic default world (with its ranker lists) and ml-latest-small (skipped
 with a message when absent), prints samples/s and batches/s of each view/negative mix
-of `tfrecall.data.training`, each timed over whole epochs (iterator creation included:
+of `tfrecall.sampling.dataset`, each timed over whole epochs (iterator creation included:
 Keras makes one per epoch), and the training step rate of the recipe's default model
 (in-batch softmax, the recipe's default batch) timed over 20 steps on cached
 batches. The acceptance bar: the default input pipeline delivers >= 5x the batches the
@@ -27,9 +27,9 @@ import tfrecall  # noqa: F401  (Keras 2 before TensorFlow)
 from tfrecall import recipe
 from tfrecall._backend import tf
 from tfrecall.data import synthetic
-from tfrecall.data.movielens import read_movielens
-from tfrecall.data.samples import FeatureStore
-from tfrecall.data.training import SamplingConfig, TrainingSamples
+from tfrecall.io.movielens import read_movielens
+from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
+from tfrecall.sampling.requests import FeatureStore
 
 ML_LATEST_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
 

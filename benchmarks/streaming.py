@@ -51,8 +51,8 @@ def _peak_rss_mb() -> float:
 
 def measure(phase: str, path: str, batch_size: int) -> dict:
     """One phase in this process: rows, seconds, peak RSS."""
-    from tfrecall.data import streaming
-    from tfrecall.data.stats import StreamingStats
+    from tfrecall.io import streaming
+    from tfrecall.io.stats import StreamingStats
 
     def new_stats():
         return StreamingStats(strings=["user_id", "item_id"], numbers=["timestamp",

@@ -31,12 +31,13 @@ import numpy as np
 import tfrecall  # noqa: F401  (Keras 2 before TensorFlow)
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec
-from tfrecall.data import samples, splits
-from tfrecall.data.readers import load_data
+from tfrecall.data import splits
 from tfrecall.evaluation.harness import evaluate_embeddings_on, make_eval_set
+from tfrecall.io.readers import load_data
 from tfrecall.losses import SoftmaxLoss
 from tfrecall.models import Tower, TwoTowerModel
 from tfrecall.recipe import RecipeConfig, run
+from tfrecall.sampling import requests as samples
 
 KS = (10, 50, 100)
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",

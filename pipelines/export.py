@@ -33,7 +33,8 @@ import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from pipelines import _cli
 from tfrecall import rundir
 from tfrecall.config import STRING_KINDS
-from tfrecall.data.readers import DataError, read_feature_table_csv
+from tfrecall.io.errors import DataError
+from tfrecall.io.readers import read_feature_table_csv
 from tfrecall.serving import INDEX_KINDS, export_saved_model
 
 flags.DEFINE_string("model_dir", None, "Directory of the trained model (model.json, weights/).")

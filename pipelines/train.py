@@ -27,7 +27,6 @@ import tfrecall  # noqa: F401  (selects Keras 2 before TensorFlow loads)
 from pipelines import _cli
 from tfrecall.cluster import SERVER_TASKS, serve, task_of
 from tfrecall.config import TowerConfig
-from tfrecall.data.training import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
 from tfrecall.evaluation.report import format_table
 from tfrecall.recipe import (
     DEFAULT_NEGATIVES_PER_POSITIVE,
@@ -42,6 +41,7 @@ from tfrecall.recipe import (
     RecipeConfig,
     run,
 )
+from tfrecall.sampling.dataset import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
 from tfrecall.serving.index import INDEX_KINDS
 
 _D = RecipeConfig()

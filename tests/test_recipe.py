@@ -8,7 +8,7 @@ import pytest
 
 from tfrecall import recipe
 from tfrecall.config import FeatureSpec
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
 from tfrecall.models.warm_start import default_batch
 from tfrecall.recipe import RecipeConfig
 

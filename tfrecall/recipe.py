@@ -21,17 +21,6 @@ from tfrecall import losses as losses_lib
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
 from tfrecall.data import longtail, splits, synthetic
-from tfrecall.data import samples as samples_lib
-from tfrecall.data import training as training_lib
-from tfrecall.data.history import HISTORY_FEATURE, drop_candidates_from_history, user_histories
-from tfrecall.data.inference import (
-    config_source,
-    describe_specs,
-    infer_feature_specs,
-    load_feature_config,
-)
-from tfrecall.data.readers import load_data
-from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.harness import (
     BASELINES,
     cap_ks,
@@ -41,8 +30,19 @@ from tfrecall.evaluation.harness import (
     make_eval_set,
 )
 from tfrecall.evaluation.validation import ValidationRecall
+from tfrecall.io.feature_kinds import (
+    config_source,
+    describe_specs,
+    infer_feature_specs,
+    load_feature_config,
+)
+from tfrecall.io.readers import load_data
+from tfrecall.io.schema import RecallData
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.warm_start import default_batch, warm_start
+from tfrecall.sampling import dataset as training_lib
+from tfrecall.sampling import requests as samples_lib
+from tfrecall.sampling.history import HISTORY_FEATURE, drop_candidates_from_history, user_histories
 from tfrecall.serving.export import export_saved_model, read_export_info
 from tfrecall.serving.index import INDEX_KINDS
 
@@ -274,7 +274,7 @@ class RecipeConfig:
 
     def sampling(self, requires_log_q: bool = False, catalogue_size: Optional[int] = None,
                  ) -> "training_lib.SamplingConfig":
-        """The `tfrecall.data.training.SamplingConfig` of this run (validates it too)."""
+        """The `tfrecall.sampling.dataset.SamplingConfig` of this run (validates it too)."""
         negatives, num_negatives = self.resolve_negatives(catalogue_size)
         return training_lib.SamplingConfig(
             view=self.view,
@@ -719,7 +719,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     if ks_note:
         log(ks_note)
     # Synthetic worlds come with a ranker's full top-N per request; other logs use the
-    # ranker_score of their logged rows (see tfrecall.data.training; a world without
+    # ranker_score of their logged rows (see tfrecall.sampling.dataset; a world without
     # ranker lists is refused by RecipeConfig).
     ranker = (synthetic.ranker_lists(world) if world is not None and needs_ranker(config)
               else None)

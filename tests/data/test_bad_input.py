@@ -18,9 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfrecall.data import inference, readers, streaming
-from tfrecall.data.readers import DataError
-from tfrecall.data.schema import RecallData, validate_table
+from tfrecall.io import feature_kinds as inference
+from tfrecall.io import readers, streaming
+from tfrecall.io.errors import DataError
+from tfrecall.io.schema import RecallData, validate_table
 
 # Deterministic examples (seeded from the test name), no example database; one
 # temporary directory per test function, in which hypothesis runs many examples.

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
-from tfrecall.data.frequency import (
+from tfrecall.io.schema import RecallData
+from tfrecall.sampling.frequency import (
     FrequencyTable,
     StreamingFrequencyEstimator,
     item_shares,
     positive_frequencies,
 )
-from tfrecall.data.schema import RecallData
 
 
 def _obj(values):

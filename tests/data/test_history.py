@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
-from tfrecall.data.history import drop_candidates_from_history, user_histories
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
+from tfrecall.sampling.history import drop_candidates_from_history, user_histories
 
 
 def log():

@@ -1,4 +1,4 @@
-"""Tests for tfrecall.data.inference: kind inference, overrides, the feature config JSON."""
+"""Tests for tfrecall.io.feature_kinds: kind inference, overrides, the feature config JSON."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tfrecall.config import FeatureSpec
-from tfrecall.data import inference
-from tfrecall.data.readers import DataError
+from tfrecall.io import feature_kinds as inference
+from tfrecall.io.errors import DataError
 
 
 def table():

@@ -1,4 +1,4 @@
-"""Tests for tfrecall.data.movielens: the three layouts on tiny files, and real ml-latest-small."""
+"""Tests for tfrecall.io.movielens: the three layouts on tiny files, and real ml-latest-small."""
 
 import csv
 from pathlib import Path
@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfrecall.data import movielens, readers
-from tfrecall.data.readers import DataError
+from tfrecall.io import movielens, readers
+from tfrecall.io.errors import DataError
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ML_LATEST_SMALL = SHARED_DATA / "ml-latest-small"

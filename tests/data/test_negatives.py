@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
-from tfrecall.data import negatives as neg
-from tfrecall.data.samples import RankerLists
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
+from tfrecall.sampling import negatives as neg
+from tfrecall.sampling.requests import RankerLists
 
 
 def _obj(values):

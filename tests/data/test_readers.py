@@ -1,12 +1,12 @@
-"""Tests for tfrecall.data.readers: interaction and feature-table CSVs, errors, load_data."""
+"""Tests for tfrecall.io.readers: interaction and feature-table CSVs, errors, load_data."""
 
 import logging
 
 import numpy as np
 import pytest
 
-from tfrecall.data import readers
-from tfrecall.data.readers import DataError
+from tfrecall.io import readers
+from tfrecall.io.errors import DataError
 
 
 def write(tmp_path, name, text, encoding="utf-8", newline="\n"):
@@ -110,7 +110,7 @@ def test_bom_crlf_quoted_commas_and_spaces(tmp_path):
 
 def test_extra_columns_are_ignored_with_a_warning(tmp_path, caplog):
     path = write(tmp_path, "log.csv", "user_id,item_id,lable\nu,a,3\n")
-    with caplog.at_level(logging.WARNING, logger="tfrecall.data.readers"):
+    with caplog.at_level(logging.WARNING, logger="tfrecall.io.readers"):
         table = readers.read_interactions_csv(path)
     assert "lable" not in table
     assert "lable" in caplog.text
@@ -214,7 +214,7 @@ def test_missing_file(tmp_path):
 
 def test_bad_event_labels_argument():
     with pytest.raises(ValueError, match=r"event_labels\['click'\]"):
-        readers._normalized_event_labels({"click": -1})
+        readers.normalized_event_labels({"click": -1})
 
 
 # ------------------------------------------------------------------ feature tables

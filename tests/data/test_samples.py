@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
-from tfrecall.data import samples
-from tfrecall.data.samples import FeatureStore
-from tfrecall.data.schema import RecallData
 from tfrecall.data.synthetic import SyntheticConfig, generate
+from tfrecall.io.schema import RecallData
+from tfrecall.sampling import requests as samples
+from tfrecall.sampling.requests import FeatureStore
 
 NAN = float("nan")
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfrecall.data.schema import RecallData
 from tfrecall.data.splits import random_split, temporal_split
+from tfrecall.io.schema import RecallData
 
 
 def _data(n, timestamps=None, with_time=True):
@@ -98,7 +98,7 @@ def test_temporal_split_needs_timestamps():
 
 
 def _timed_log():
-    from tfrecall.data.schema import RecallData
+    from tfrecall.io.schema import RecallData
 
     # u1: positives at t=1, 3, 5 and an impression at t=9; u2: a single positive; u3: two.
     users = np.array(["u1", "u1", "u1", "u1", "u2", "u3", "u3"], object)

@@ -1,4 +1,4 @@
-"""Tests of tfrecall.data.stats: streaming counts, moments and quantiles vs numpy."""
+"""Tests of tfrecall.io.stats: streaming counts, moments and quantiles vs numpy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tfrecall._backend import tf
 from tfrecall.config import FeatureSpec
-from tfrecall.data.stats import QuantileSample, StreamingStats, TokenCounts
+from tfrecall.io.stats import QuantileSample, StreamingStats, TokenCounts
 
 NAN = float("nan")
 INF = float("inf")

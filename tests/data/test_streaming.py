@@ -1,4 +1,4 @@
-"""Tests of tfrecall.data.streaming: csv_dataset against the in-memory reader, its
+"""Tests of tfrecall.io.streaming: csv_dataset against the in-memory reader, its
 errors, and the streaming statistics feeding the feature encoder."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 
 from tfrecall._backend import tf
 from tfrecall.config import FeatureSpec
-from tfrecall.data import readers, streaming
-from tfrecall.data.readers import DataError
-from tfrecall.data.stats import StreamingStats
 from tfrecall.features.encoder import FeatureEncoder
+from tfrecall.io import readers, streaming
+from tfrecall.io.errors import DataError
+from tfrecall.io.stats import StreamingStats
 
 # Every column, CRLF line ends, a BOM, blank lines, quoted fields with delimiters and
 # doubled quotes, Unicode ids and whitespace, ISO and decimal timestamps, empty/NaN

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tfrecall.data.schema import DEFAULT_EVENT_LABELS, RecallData
 from tfrecall.data.synthetic import SyntheticConfig, generate, ranker_lists
+from tfrecall.io.schema import DEFAULT_EVENT_LABELS, RecallData
 
 SMALL = SyntheticConfig(num_users=200, num_items=120, num_categories=6, num_brands=12,
                         num_tags=10, requests_per_user=3.0, exposures_per_request=8, seed=7)

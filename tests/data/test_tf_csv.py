@@ -1,4 +1,4 @@
-"""Tests of tfrecall.data.tf_csv: block splitting, batching and ISO dates vs Python."""
+"""Tests of tfrecall.io.tf_csv: block splitting, batching and ISO dates vs Python."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
-from tfrecall.data import tf_csv
+from tfrecall.io import tf_csv
 
 
 def _python_seconds(text: str) -> int:

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
-from tfrecall.data import tfrecord
-from tfrecall.data.samples import FeatureStore
-from tfrecall.data.schema import RecallData
-from tfrecall.data.training import SamplingConfig, TrainingSamples
+from tfrecall.io import tfrecord
+from tfrecall.io.schema import RecallData
+from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
+from tfrecall.sampling.requests import FeatureStore
 
 NAN = float("nan")
 

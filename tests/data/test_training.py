@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from tfrecall.data import negatives as neg
-from tfrecall.data import synthetic, training
-from tfrecall.data.samples import FeatureStore, RankerLists
-from tfrecall.data.schema import RecallData
-from tfrecall.data.training import FLAG_HELP, SamplingConfig, TrainingSamples
+from tfrecall.data import synthetic
+from tfrecall.io.schema import RecallData
+from tfrecall.sampling import dataset as training
+from tfrecall.sampling import negatives as neg
+from tfrecall.sampling.dataset import FLAG_HELP, SamplingConfig, TrainingSamples
+from tfrecall.sampling.requests import FeatureStore, RankerLists
 
 NAN = float("nan")
 

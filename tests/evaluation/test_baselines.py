@@ -275,8 +275,8 @@ def test_select_ease_l2_picks_the_best_validation_recall_without_the_test_split(
 
 
 def test_evaluate_baselines_reports_ease_with_its_lambda_or_skips_it_with_a_reason():
-    from tfrecall.data.schema import RecallData
     from tfrecall.evaluation.harness import evaluate_baselines, make_eval_set
+    from tfrecall.io.schema import RecallData
 
     rng = np.random.default_rng(1)
     u = np.array([f"u{i}" for i in rng.integers(0, 50, 600)], object)

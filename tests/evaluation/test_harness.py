@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.harness import cap_ks, check_evaluable, count_pairs, make_eval_set
+from tfrecall.io.schema import RecallData
 
 
 def _log(rows):

@@ -5,9 +5,9 @@ import numpy as np
 from tfrecall import losses
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
-from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.harness import make_eval_set
 from tfrecall.evaluation.validation import ValidationRecall, monitor_name
+from tfrecall.io.schema import RecallData
 from tfrecall.models import TwoTowerModel
 
 

@@ -12,10 +12,10 @@ from absl.testing import parameterized
 from tfrecall import losses
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
-from tfrecall.data.frequency import FrequencyTable
 from tfrecall.losses.lists import MIN_FLOAT
 from tfrecall.losses.tfrs_retrieval import tfrs_labels
 from tfrecall.models import TwoTowerModel
+from tfrecall.sampling.frequency import FrequencyTable
 
 USERS = np.array([f"u{i}" for i in range(12)], object)
 ITEMS = np.array([f"i{j}" for j in range(7)], object)

@@ -5,12 +5,12 @@ import pytest
 
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
-from tfrecall.data.samples import FeatureStore
-from tfrecall.data.schema import RecallData
-from tfrecall.data.training import SamplingConfig, TrainingSamples
+from tfrecall.io.schema import RecallData
 from tfrecall.losses import SoftmaxLoss
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.mixed import mixed_logits_and_labels, mixed_negatives_logits
+from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
+from tfrecall.sampling.requests import FeatureStore
 
 
 def _c(values):

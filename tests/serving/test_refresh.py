@@ -13,7 +13,7 @@ from conftest import REPO
 from pipelines.export import export_from_files
 from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
-from tfrecall.data.readers import DataError
+from tfrecall.io.errors import DataError
 from tfrecall.models import TwoTowerModel
 from tfrecall.recipe import RecipeConfig, save_model
 from tfrecall.serving import embed_items, embed_users

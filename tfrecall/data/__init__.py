@@ -1,1 +1,2 @@
-"""Data: schema, readers, the synthetic world, splits and sample builders."""
+"""Development worlds and splits: the built-in synthetic logs (feed, long tail) and
+the held-out / validation splits."""

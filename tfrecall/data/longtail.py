@@ -31,7 +31,7 @@ import dataclasses
 
 import numpy as np
 
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
 
 _START_TIME = 1_600_000_000
 

@@ -16,7 +16,7 @@ from typing import Tuple
 
 import numpy as np
 
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
 
 
 def _check_fraction(test_fraction: float) -> None:

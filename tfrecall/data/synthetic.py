@@ -47,7 +47,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfrecall.data.schema import DEFAULT_EVENT_LABELS, RecallData
+from tfrecall.io.schema import DEFAULT_EVENT_LABELS, RecallData
 
 _EVENTS = ("impression", "click", "cart", "order")
 _GENDERS = np.asarray(["f", "m"], dtype=object)
@@ -445,12 +445,12 @@ def ranker_lists(world: SyntheticWorld, top_n: int = 500, seed: Optional[int] = 
       seed: seed of the noise; None: derived from ``world.config.seed``.
 
     Returns:
-      A `tfrecall.data.samples.RankerLists`.
+      A `tfrecall.sampling.requests.RankerLists`.
 
     Raises:
       ValueError: ``top_n < 1``.
     """
-    from tfrecall.data.samples import RankerLists  # samples imports TensorFlow
+    from tfrecall.sampling.requests import RankerLists  # samples imports TensorFlow
 
     if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or top_n < 1:
         raise ValueError(f"top_n must be an integer >= 1, got {top_n!r}")

@@ -13,7 +13,6 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from tfrecall.data.schema import RecallData
 from tfrecall.evaluation.baselines import (
     DEFAULT_EASE_MAX_BYTES,
     EASE,
@@ -27,6 +26,7 @@ from tfrecall.evaluation.metrics import (
     evaluate_top_lists,
     group_pairs,
 )
+from tfrecall.io.schema import RecallData
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """Numeric columns: standardized value + missing flag, or quantile buckets embedded.
 
-Missing numbers are NaN (see `tfrecall.data.schema`); ±inf is treated as missing too.
+Missing numbers are NaN (see `tfrecall.io.schema`); ±inf is treated as missing too.
 Both layers first replace non-finite inputs by 0 and only then do any arithmetic, so
 no NaN ever enters a computation whose gradient is taken: ``tf.where(ok, f(x), d)``
 with a NaN ``x`` gives the right value but a NaN gradient, because the unselected

@@ -101,7 +101,7 @@ def vocabulary_from_counts(
     """The vocabulary of precomputed token counts, ordered as `count_vocabulary`'s.
 
     Args:
-      counts: token -> count (e.g. from `tfrecall.data.stats.StreamingStats`); ""
+      counts: token -> count (e.g. from `tfrecall.io.stats.StreamingStats`); ""
         (missing) is never kept.
       min_count: keep tokens counted at least this many times.
       max_tokens: keep at most this many of them (None: all).

@@ -136,7 +136,7 @@ class FeatureEncoder(keras.layers.Layer):
         """Adapts every feature's layer from precomputed statistics (a streaming pass).
 
         `stats` is anything with the three methods of
-        `tfrecall.data.stats.StreamingStats`:
+        `tfrecall.io.stats.StreamingStats`:
 
         - ``token_counts(name, separator)`` -> ``{token: count}`` for id/categorical
           (``separator=None``) and multi_categorical (the spec's separator) features;
@@ -146,7 +146,7 @@ class FeatureEncoder(keras.layers.Layer):
           bucketized features.
 
         The result equals `adapt` on the same data where the statistics are exact
-        (see `tfrecall.data.stats` for when they are approximate and by how much).
+        (see `tfrecall.io.stats` for when they are approximate and by how much).
         """
         for spec, layer in zip(self._specs, self.feature_layers, strict=True):
             if spec.kind == "history":

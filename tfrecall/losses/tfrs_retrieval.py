@@ -23,7 +23,7 @@ labels. Two conventions differ, and the adapter bridges or documents each:
   in both.
 
 Log Q: pass ``candidate_sampling_probability`` (TFRS does the subtraction with its
-`SamplingProbablityCorrection`; `tfrecall.data.frequency` gives the probability, see
+`SamplingProbablityCorrection`; `tfrecall.sampling.frequency` gives the probability, see
 its note on the clipping and on the ``log B`` that only softmax losses ignore).
 
 Also reused, not rewritten: inside TFRS the task's own accidental-hit removal, log Q

@@ -14,7 +14,7 @@ per row slot, ``shared_log_q`` per shared column; Yi et al., RecSys 2019, eq. 3)
 every non-diagonal column whose item is the row's positive (an accidental hit, from
 any of the three blocks) is masked (label -1), never counted as a negative.
 
-The batch layout is the one `tfrecall.data.training` emits for the in_batch view:
+The batch layout is the one `tfrecall.sampling.dataset` emits for the in_batch view:
 ``x["items"]`` ``(B, 1 + H)`` (the positive first), ``x["log_q"]`` ``(B, 1 + H)``,
 ``x["negatives"]`` ``{name: (S,)}``, ``x["negatives_log_q"]`` ``(S,)``.
 """

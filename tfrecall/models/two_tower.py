@@ -1,6 +1,6 @@
 """`TwoTowerModel`: user tower x item tower -> `(B, L)` scores, trained with `model.fit`.
 
-Batch contract (what `tfrecall.data.samples` produces)::
+Batch contract (what `tfrecall.sampling.requests` produces)::
 
     x = {"user": {name: (B,)}, "items": {name: (B, L)}, "log_q": (B, L) optional}
     y = (B, L) float32 graded labels, label < 0 = padding

@@ -8,7 +8,7 @@
   the source of ranker-window hard negatives, ranker pairs and distillation lists.
 - `sample_negatives`: a numpy one-shot uniform sampler (kept for numpy callers).
 
-The training datasets themselves are built by `tfrecall.data.training`
+The training datasets themselves are built by `tfrecall.sampling.dataset`
 (`make_training_dataset`, one `SamplingConfig`); the functions `in_batch_dataset`,
 `pointwise_dataset`, `pairwise_dataset` and `listwise_dataset` here are shortcuts to
 it with uniform negatives. Every dataset yields ``(x, y)`` batches:
@@ -34,8 +34,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.data.negatives import catalogue_index
-from tfrecall.data.schema import RecallData, Table
+from tfrecall.io.schema import RecallData, Table
+from tfrecall.sampling.negatives import catalogue_index
 
 _LOG = logging.getLogger(__name__)
 _RESAMPLE_ROUNDS = 32  # numpy rejection rounds before the exact per-user fallback
@@ -623,7 +623,7 @@ def in_batch_dataset(
     """One row per positive: items ``(B, 1)``, y ``(B, 1)`` ones (no ``log_q``).
 
     The model scores every user of the batch against every item of the batch. A
-    shortcut to `tfrecall.data.training.make_training_dataset` with
+    shortcut to `tfrecall.sampling.dataset.make_training_dataset` with
     ``view="in_batch"``, ``log_q=False``.
 
     Raises:
@@ -709,7 +709,7 @@ def listwise_dataset(
 def _legacy(train, catalogue, user_store, item_store, batch_size, view, options, seed,
             shuffle, drop_remainder) -> tf.data.Dataset:
     # Imported here: training builds on this module (FeatureStore, RankerLists).
-    from tfrecall.data import training
+    from tfrecall.sampling import dataset as training
 
     config = training.SamplingConfig(view=view, log_q=False, seed=seed, shuffle=shuffle,
                                      drop_remainder=drop_remainder, **options)

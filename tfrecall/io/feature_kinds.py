@@ -1,6 +1,6 @@
 """Feature-kind inference for user/item tables, and the feature config JSON.
 
-`infer_feature_specs` turns a table from `tfrecall.data.readers` into one
+`infer_feature_specs` turns a table from `tfrecall.io.readers` into one
 `FeatureSpec` per column with a deliberately simple rule, so a user can predict it:
 
 - the key column (``user_id`` / ``item_id``) -> ``id``;
@@ -32,8 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from tfrecall.config import FEATURE_KINDS, STRING_KINDS, FeatureSpec
-from tfrecall.data.readers import DataError, PathLike
-from tfrecall.data.schema import Table
+from tfrecall.io.errors import DataError, PathLike
+from tfrecall.io.schema import Table
 
 DROP = "drop"
 NUMERIC_KINDS = tuple(k for k in FEATURE_KINDS if k not in STRING_KINDS)

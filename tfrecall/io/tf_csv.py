@@ -16,7 +16,7 @@ parsing):
    Unicode whitespace.
 
 Every check is an assert op whose message starts with `MARKER` and reads like a
-`readers.DataError`: ``"FILE, line N, column 'C': message 'value'"``.
+`tfrecall.io.errors.DataError`: ``"FILE, line N, column 'C': message 'value'"``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 from tfrecall._backend import tf
 from tfrecall.config import WHITESPACE_RE2
-from tfrecall.data.schema import EXPOSURE_EVENTS
+from tfrecall.io.schema import EXPOSURE_EVENTS
 
 MARKER = "tfrecall DataError: "
 BLOCK_BYTES = 1 << 20

@@ -31,7 +31,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
 
 MIN_PROBABILITY_SCALE = 0.01
 """An item a sampler cannot draw (Q = 0) is given ``Q = 0.01 / N`` so log Q is finite."""
@@ -387,7 +387,7 @@ def ranker_window_pool(ranker_lists, catalogue: np.ndarray,
     an empty pool (the caller falls back and counts it).
 
     Args:
-      ranker_lists: a `tfrecall.data.samples.RankerLists`.
+      ranker_lists: a `tfrecall.sampling.requests.RankerLists`.
       catalogue: ``(N,)`` catalogue ids; listed items outside it are skipped.
       window: ``(lo, hi)`` with ``0 <= lo < hi``.
 

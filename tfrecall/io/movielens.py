@@ -43,9 +43,9 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from tfrecall.data import readers
-from tfrecall.data.readers import DataError, PathLike
-from tfrecall.data.schema import RecallData, Table
+from tfrecall.io import chunks
+from tfrecall.io.errors import DataError, PathLike
+from tfrecall.io.schema import RecallData, Table
 
 LATEST_RATINGS_HEADER = ("userId", "movieId", "rating", "timestamp")
 
@@ -161,7 +161,7 @@ def movie_titles(path: PathLike) -> Dict[str, str]:
 
 def _classic_chunks(path: Path, names, delimiter: str, chunk_rows=None):
     """A headerless latin-1 file; quotes are ordinary characters in these files."""
-    return readers.read_chunks(
+    return chunks.read_chunks(
         path, delimiter=delimiter, encoding="latin-1", names=names,
         quoting=csv.QUOTE_NONE, chunk_rows=chunk_rows,
     )
@@ -169,24 +169,24 @@ def _classic_chunks(path: Path, names, delimiter: str, chunk_rows=None):
 
 def _read_ratings(layout: Layout, min_rating: float) -> Table:
     if layout.kind == "latest":
-        chunks = readers.read_chunks(layout.ratings)
+        source = chunks.read_chunks(layout.ratings)
     else:
         delimiter = "\t" if layout.kind == "100k" else "::"
-        chunks = _classic_chunks(
-            layout.ratings, LATEST_RATINGS_HEADER, delimiter, readers.CHUNK_ROWS
+        source = _classic_chunks(
+            layout.ratings, LATEST_RATINGS_HEADER, delimiter, chunks.CHUNK_ROWS
         )
     ids: dict = {}
     parts: Dict[str, List[np.ndarray]] = {}
-    for chunk in chunks:
-        readers.require_columns(chunk, LATEST_RATINGS_HEADER)
-        rating = readers.to_floats(chunk, "rating")
-        readers.check_labels(chunk, "rating", rating)
+    for chunk in source:
+        chunks.require_columns(chunk, LATEST_RATINGS_HEADER)
+        rating = chunks.to_floats(chunk, "rating")
+        chunks.check_labels(chunk, "rating", rating)
         converted = {
-            "user_id": readers.to_ids(chunk, "userId", ids),
-            "item_id": readers.to_ids(chunk, "movieId", ids),
+            "user_id": chunks.to_ids(chunk, "userId", ids),
+            "item_id": chunks.to_ids(chunk, "movieId", ids),
             "label": rating.astype(np.float32),
             "positive": rating >= min_rating,
-            "timestamp": readers.to_timestamps(chunk, "timestamp"),
+            "timestamp": chunks.to_timestamps(chunk, "timestamp"),
         }
         for name, values in converted.items():
             parts.setdefault(name, []).append(values)
@@ -205,10 +205,10 @@ def _read_movies(layout: Layout) -> Optional[Tuple[Table, np.ndarray]]:
         path = layout.directory / "movies.csv"
         if not path.is_file():
             return None
-        chunk = next(readers.read_chunks(path, chunk_rows=None))
-        readers.require_columns(chunk, ("movieId", "title", "genres"))
+        chunk = next(chunks.read_chunks(path, chunk_rows=None))
+        chunks.require_columns(chunk, ("movieId", "title", "genres"))
         genres = [
-            "" if g == NO_GENRES else g for g in readers.to_strings(chunk, "genres").tolist()
+            "" if g == NO_GENRES else g for g in chunks.to_strings(chunk, "genres").tolist()
         ]
         release = None
     elif layout.kind == "100k":
@@ -222,17 +222,17 @@ def _read_movies(layout: Layout) -> Optional[Tuple[Table, np.ndarray]]:
             "|".join(g for g, on in zip(ML100K_GENRES, row, strict=True) if on and g != "unknown")
             for row in flags.tolist()
         ]
-        release = readers.to_strings(chunk, "release_date").tolist()
+        release = chunks.to_strings(chunk, "release_date").tolist()
     else:
         path = layout.directory / "movies.dat"
         if not path.is_file():
             return None
         chunk = next(_classic_chunks(path, ("movieId", "title", "genres"), "::"))
-        genres = readers.to_strings(chunk, "genres").tolist()
+        genres = chunks.to_strings(chunk, "genres").tolist()
         release = None
-    item_ids = readers.to_ids(chunk, "movieId")
-    readers.check_unique(chunk, "movieId", item_ids)
-    titles = readers.to_strings(chunk, "title")
+    item_ids = chunks.to_ids(chunk, "movieId")
+    chunks.check_unique(chunk, "movieId", item_ids)
+    titles = chunks.to_strings(chunk, "title")
     years = [year_from_title(t) for t in titles.tolist()]
     if release is not None:
         # ml-100k: some titles lack the year; the release date ("01-Jan-1995") has it.
@@ -242,7 +242,7 @@ def _read_movies(layout: Layout) -> Optional[Tuple[Table, np.ndarray]]:
         ]
     items = {
         "item_id": item_ids,
-        "genres": readers.object_array(genres),
+        "genres": chunks.object_array(genres),
         "year": np.asarray(years, dtype=np.float32),
     }
     return items, titles
@@ -262,15 +262,15 @@ def _read_users(layout: Layout) -> Optional[Table]:
     if not path.is_file():
         return None
     chunk = next(_classic_chunks(path, names, delimiter))
-    user_ids = readers.to_ids(chunk, "userId")
-    readers.check_unique(chunk, "userId", user_ids)
-    occupation = readers.to_strings(chunk, "occupation")
+    user_ids = chunks.to_ids(chunk, "userId")
+    chunks.check_unique(chunk, "userId", user_ids)
+    occupation = chunks.to_strings(chunk, "occupation")
     if layout.kind == "1m":
-        occupation = readers.object_array([_occupation_name(code) for code in occupation])
+        occupation = chunks.object_array([_occupation_name(code) for code in occupation])
     return {
         "user_id": user_ids,
-        "age": readers.to_floats(chunk, "age", missing_ok=True).astype(np.float32),
-        "gender": readers.to_strings(chunk, "gender"),
+        "age": chunks.to_floats(chunk, "age", missing_ok=True).astype(np.float32),
+        "gender": chunks.to_strings(chunk, "gender"),
         "occupation": occupation,
     }
 

@@ -5,7 +5,7 @@ the log into a ``tf.data.Dataset`` whose every iteration is one epoch with a new
 order and FRESH negatives (stateless random ops seeded by ``(seed, epoch, batch)``:
 the same seed gives the same epochs), plus counts of every fallback (`describe`).
 
-Views (the batch layouts of `tfrecall.data.samples`; y ``(B, L)``, -1 = padding):
+Views (the batch layouts of `tfrecall.sampling.requests`; y ``(B, L)``, -1 = padding):
 
 - ``in_batch``: one row per positive. items ``(B, 1 + H)``: the positive, then H
   per-row hard negatives when "hard" is a source. With "uniform"/"popularity" the
@@ -45,10 +45,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.data import negatives as neg
-from tfrecall.data.frequency import StreamingFrequencyEstimator, positive_frequencies
-from tfrecall.data.samples import FeatureStore, RankerLists, graded_lists, ranked_requests
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
+from tfrecall.sampling import negatives as neg
+from tfrecall.sampling.frequency import StreamingFrequencyEstimator, positive_frequencies
+from tfrecall.sampling.requests import FeatureStore, RankerLists, graded_lists, ranked_requests
 
 _LOG = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Mapping
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
 
 HISTORY_FEATURE = "history"
 

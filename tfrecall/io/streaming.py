@@ -5,10 +5,10 @@
   ``(B,) float32``, ``positive`` ``(B,) bool``, and ``event``, ``timestamp`` ``int64``,
   ``request_id``, ``ranker_score`` ``float32`` where the file has them). The file is
   read in 1 MiB blocks and parsed a batch at a time by vectorized string ops
-  (`tfrecall.data.tf_csv`); no Python runs per row and memory holds a few blocks and
+  (`tfrecall.io.tf_csv`); no Python runs per row and memory holds a few blocks and
   batches, whatever the file size.
 - `scan_interactions_csv`, `scan_table_csv`, `scan_dataset`: one pass that feeds a
-  `tfrecall.data.stats.StreamingStats` (vocabulary counts, moments, quantile sample)
+  `tfrecall.io.stats.StreamingStats` (vocabulary counts, moments, quantile sample)
   chunk by chunk; `FeatureEncoder.adapt_from_stats` then adapts a tower's layers.
 - `iterate`, `data_errors`, `as_data_error`: bad-input errors raised inside tf.data
   turned back into `DataError`.
@@ -47,17 +47,16 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Uni
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.data import readers, tf_csv
-from tfrecall.data.readers import DataError, PathLike
-from tfrecall.data.stats import StreamingStats
+from tfrecall.io import chunks, readers, tf_csv
+from tfrecall.io.errors import DataError, PathLike
+from tfrecall.io.schema import INTERACTION_COLUMNS
+from tfrecall.io.stats import StreamingStats
 
 logger = logging.getLogger(__name__)
 
 STREAM_CHUNK_ROWS = 1 << 16
 """Rows per chunk of the Python scans: about 30 MB of raw strings for six columns."""
 
-INTERACTION_COLUMNS = ("user_id", "item_id", "label", "event", "timestamp", "request_id",
-                       "ranker_score")
 
 
 def _paths(paths: Union[PathLike, Sequence[PathLike]]) -> List[str]:
@@ -144,12 +143,12 @@ def _read_header(path: str, delimiter: str) -> Tuple[List[str], int]:
                 raise DataError("the file has a header but no data rows", path=path, line=1)
     except UnicodeDecodeError as e:
         raise DataError(f"not valid UTF-8 text ({e.reason}); save the file as UTF-8", path=path,
-                        line=readers._first_undecodable_line(path, "utf-8-sig"),  # noqa: SLF001
+                        line=chunks.first_undecodable_line(path, "utf-8-sig"),
                         ) from None
     except csv.Error as e:
         raise DataError(f"malformed CSV ({e})", path=path, line=1) from None
     header = [name.strip() for name in header]
-    readers._check_header(header, path)  # noqa: SLF001 (same package)
+    chunks.check_header(header, path)
     return header, header_line
 
 
@@ -191,7 +190,7 @@ def csv_dataset(
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\n\r':
         raise ValueError(f"delimiter must be one character other than a quote or newline, "
                          f"got {delimiter!r}")
-    mapping = readers._normalized_event_labels(event_labels)  # noqa: SLF001
+    mapping = readers.normalized_event_labels(event_labels)
     unknown = sorted(set(columns or ()) - set(INTERACTION_COLUMNS))
     if unknown:
         raise ValueError(f"columns: unknown interaction column(s) {unknown}; known are "
@@ -229,7 +228,7 @@ def csv_dataset(
 # --------------------------------------------------------------------------------------
 
 
-def _require_stats_columns(chunk: readers.Chunk, stats: StreamingStats, present) -> None:
+def _require_stats_columns(chunk: chunks.Chunk, stats: StreamingStats, present) -> None:
     for name in stats.columns:
         if name not in present:
             raise DataError(f"missing column the statistics need; the header has "
@@ -263,15 +262,15 @@ def scan_interactions_csv(
       DataError: a bad file or row (file, line, column), or a stats column the log
         does not have.
     """
-    mapping = readers._normalized_event_labels(event_labels)  # noqa: SLF001
+    mapping = readers.normalized_event_labels(event_labels)
     first = True
-    for chunk in readers.read_chunks(path, chunk_rows=chunk_rows):
+    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows):
         if first:
-            readers.require_columns(chunk, ("user_id", "item_id"))
+            chunks.require_columns(chunk, ("user_id", "item_id"))
             _require_stats_columns(chunk, stats, set(chunk.columns) | {"label", "positive"})
             first = False
         # Fresh caches per chunk: a shared id cache would grow with the log.
-        table = readers._convert_interactions(  # noqa: SLF001
+        table = readers.convert_interactions(
             chunk, mapping, {"id": {}, "event": {}, "request_id": {}})
         stats.update({name: table[name] for name in stats.columns})
     return stats
@@ -305,22 +304,22 @@ def scan_table_csv(
     """
     numeric = set(stats.columns) - set(stats.string_columns)
     first = True
-    for chunk in readers.read_chunks(path, chunk_rows=chunk_rows):
+    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows):
         if first:
             if key is not None:
-                readers.require_columns(chunk, (key,), f" (the {key} of each row)")
+                chunks.require_columns(chunk, (key,), f" (the {key} of each row)")
             _require_stats_columns(chunk, stats, set(chunk.columns))
             first = False
         if key is not None:
-            readers.to_ids(chunk, key)
+            chunks.to_ids(chunk, key)
         batch = {}
         for name in stats.columns:
             if name in numeric:
-                values = readers.to_floats(chunk, name, missing_ok=True)
-                readers.check_float32(chunk, name, values)
+                values = chunks.to_floats(chunk, name, missing_ok=True)
+                chunks.check_float32(chunk, name, values)
                 batch[name] = values
             else:
-                batch[name] = readers.to_strings(chunk, name)
+                batch[name] = chunks.to_strings(chunk, name)
         stats.update(batch)
     return stats
 

@@ -32,6 +32,9 @@ Table = Dict[str, np.ndarray]
 
 INTERACTION_REQUIRED = ("user_id", "item_id", "label", "positive")
 INTERACTION_OPTIONAL = ("timestamp", "event", "request_id", "ranker_score")
+# The columns an interaction file may hold (label and event become label/positive).
+INTERACTION_COLUMNS = ("user_id", "item_id", "label", "event", "timestamp", "request_id",
+                       "ranker_score")
 
 DEFAULT_EVENT_LABELS = {"impression": 1.0, "click": 3.0, "cart": 4.0, "order": 5.0}
 """Graded relevance of each event name; `impression` rows are exposures, not positives."""

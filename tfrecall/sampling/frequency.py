@@ -46,7 +46,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.data.schema import RecallData
+from tfrecall.io.schema import RecallData
 
 
 def positive_frequencies(train: RecallData, item_ids: Sequence[str]) -> np.ndarray:
