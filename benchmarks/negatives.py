@@ -29,10 +29,11 @@ from tfrecall._backend import keras
 from tfrecall.data import synthetic
 from tfrecall.evaluation.harness import evaluate_model, make_eval_set
 from tfrecall.models import TwoTowerModel
+from tfrecall.models.embed import embed_items, embed_users
 from tfrecall.models.mixed import mixed_logits_and_labels
-from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
-from tfrecall.sampling.requests import FeatureStore
-from tfrecall.serving.export import embed_items, embed_users
+from tfrecall.sampling.config import SamplingConfig
+from tfrecall.sampling.dataset import TrainingSamples
+from tfrecall.sampling.features import FeatureStore
 
 STRATEGIES = [
     ("in-batch", dict(log_q=False)),

@@ -28,8 +28,9 @@ from tfrecall import recipe
 from tfrecall._backend import tf
 from tfrecall.data import synthetic
 from tfrecall.io.movielens import read_movielens
-from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
-from tfrecall.sampling.requests import FeatureStore
+from tfrecall.sampling.config import SamplingConfig
+from tfrecall.sampling.dataset import TrainingSamples
+from tfrecall.sampling.features import FeatureStore
 
 ML_LATEST_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
 

@@ -37,7 +37,9 @@ from tfrecall.io.readers import load_data
 from tfrecall.losses import SoftmaxLoss
 from tfrecall.models import Tower, TwoTowerModel
 from tfrecall.recipe import RecipeConfig, run
-from tfrecall.sampling import requests as samples
+from tfrecall.sampling.config import SamplingConfig
+from tfrecall.sampling.dataset import make_training_dataset
+from tfrecall.sampling.features import FeatureStore
 
 KS = (10, 50, 100)
 DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
@@ -119,7 +121,7 @@ def main():
         return Tower([FeatureSpec(key, "id", embedding_dim=args.dim)], hidden_units=(),
                      output_dim=args.dim, normalize=False, projection=False, name=name)
 
-    from tfrecall.serving.export import embed_items, embed_users
+    from tfrecall.models.embed import embed_items, embed_users
 
     def ours(fused):
         keras.utils.set_random_seed(args.seed)
@@ -130,10 +132,11 @@ def main():
         model.adapt({"user_id": train_users.astype(object)}, {"item_id": catalogue})
         model.compile(optimizer=keras.optimizers.Adagrad(0.1),
                       loss=SoftmaxLoss(reduction="sum", jit_compile=bool(args.xla)))
-        ds = samples.in_batch_dataset(
-            train, samples.FeatureStore(None, "user_id", users),
-            samples.FeatureStore(None, "item_id", catalogue), batch_size=args.batch_size,
-            seed=args.seed).cache()
+        ds = make_training_dataset(
+            train, catalogue, FeatureStore(None, "user_id", users),
+            FeatureStore(None, "item_id", catalogue),
+            SamplingConfig(view="in_batch", negatives=("in_batch",), log_q=False,
+                           seed=args.seed), args.batch_size).cache()
         seconds = timed_fit(model, ds, args.epochs)
         return seconds, evaluate_embeddings_on(
             eval_set, embed_users(model, {"user_id": users}),

@@ -35,6 +35,7 @@ from tfrecall import rundir
 from tfrecall.config import STRING_KINDS
 from tfrecall.io.errors import DataError
 from tfrecall.io.readers import read_feature_table_csv
+from tfrecall.recipe import RECIPE_FILE, load_model
 from tfrecall.serving import INDEX_KINDS, export_saved_model
 
 flags.DEFINE_string("model_dir", None, "Directory of the trained model (model.json, weights/).")
@@ -121,7 +122,6 @@ def export_from_files(
       DataError: a bad catalogue or users file, or one lacking a feature of the model
         (unless `allow_missing_features`).
     """
-    from tfrecall.recipe import RECIPE_FILE, load_model  # the top layer; imported when used
 
     if not os.path.isfile(os.path.join(model_dir, "model.json")):
         raise ValueError(f"model_dir {model_dir!r} holds no trained model (model.json); give "

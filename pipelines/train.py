@@ -41,7 +41,7 @@ from tfrecall.recipe import (
     RecipeConfig,
     run,
 )
-from tfrecall.sampling.dataset import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
+from tfrecall.sampling.config import FLAG_HELP, LIST_MODES, PAIRWISE_MODES
 from tfrecall.serving.index import INDEX_KINDS
 
 _D = RecipeConfig()

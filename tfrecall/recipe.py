@@ -40,13 +40,14 @@ from tfrecall.io.readers import load_data
 from tfrecall.io.schema import RecallData
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.warm_start import default_batch, warm_start
+from tfrecall.sampling import config as sampling_lib
 from tfrecall.sampling import dataset as training_lib
-from tfrecall.sampling import requests as samples_lib
+from tfrecall.sampling.features import FeatureStore
 from tfrecall.sampling.history import HISTORY_FEATURE, drop_candidates_from_history, user_histories
 from tfrecall.serving.export import export_saved_model, read_export_info
 from tfrecall.serving.index import INDEX_KINDS
 
-VIEWS = training_lib.VIEWS  # in_batch, pointwise, pairwise, listwise, distill
+VIEWS = sampling_lib.VIEWS  # in_batch, pointwise, pairwise, listwise, distill
 # The recipe's negatives where the config leaves them unset (`RecipeConfig.resolve_negatives`).
 DEFAULT_IN_BATCH_NEGATIVES = ("in_batch", "uniform")
 DEFAULT_SHARED_NEGATIVES = 256  # uniform negatives shared by an in_batch batch
@@ -273,10 +274,10 @@ class RecipeConfig:
         return negatives, num
 
     def sampling(self, requires_log_q: bool = False, catalogue_size: Optional[int] = None,
-                 ) -> "training_lib.SamplingConfig":
+                 ) -> "sampling_lib.SamplingConfig":
         """The `tfrecall.sampling.dataset.SamplingConfig` of this run (validates it too)."""
         negatives, num_negatives = self.resolve_negatives(catalogue_size)
-        return training_lib.SamplingConfig(
+        return sampling_lib.SamplingConfig(
             view=self.view,
             negatives=negatives,
             num_negatives=num_negatives,
@@ -561,8 +562,8 @@ def _train_stage(ctx: _Context, fit: RecallData, validation: Optional[RecallData
                                in_batch_negatives=config.view == "in_batch", log=log)
         else:
             model = build_model(ctx.user_specs, item_specs, user_adapt, item_adapt, config)
-    user_store = samples_lib.FeatureStore(user_table, "user_id", ctx.user_ids)
-    item_store = samples_lib.FeatureStore(ctx.data.items, "item_id", ctx.catalogue)
+    user_store = FeatureStore(user_table, "user_id", ctx.user_ids)
+    item_store = FeatureStore(ctx.data.items, "item_id", ctx.catalogue)
     loss = make_loss(config.loss, config.jit_compile)
     sampling = config.sampling(loss.requires_log_q, catalogue_size=len(ctx.catalogue))
 

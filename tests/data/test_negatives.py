@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from tfrecall._backend import tf
+from tfrecall.ids import catalogue_index, positive_counts
 from tfrecall.io.schema import RecallData
 from tfrecall.sampling import negatives as neg
+from tfrecall.sampling.config import check_window
 from tfrecall.sampling.requests import RankerLists
 
 
@@ -19,16 +21,16 @@ def _seed(a, b=0):
 
 def test_catalogue_index_is_position_or_minus_one():
     cat = _obj(["b", "a", "c"])
-    np.testing.assert_array_equal(neg.catalogue_index(cat, _obj([["a", "zz"], ["c", "b"]])),
+    np.testing.assert_array_equal(catalogue_index(cat, _obj([["a", "zz"], ["c", "b"]])),
                                   [[1, -1], [2, 0]])
-    np.testing.assert_array_equal(neg.catalogue_index(_obj([]), _obj(["a"])), [-1])
+    np.testing.assert_array_equal(catalogue_index(_obj([]), _obj(["a"])), [-1])
 
 
 def test_positive_counts_over_the_catalogue():
     inter = {"user_id": _obj(["u", "u", "v", "v", "w"]), "item_id": _obj(["a", "b", "a", "q", "b"]),
              "label": np.ones(5, np.float32), "positive": np.asarray([1, 1, 1, 1, 0], bool)}
     # a: 2 positives, b: 1 (the w row is not positive), c: 0; q is off-catalogue.
-    np.testing.assert_array_equal(neg.positive_counts(RecallData(inter), _obj(["a", "b", "c"])),
+    np.testing.assert_array_equal(positive_counts(RecallData(inter), _obj(["a", "b", "c"])),
                                   [2, 1, 0])
 
 
@@ -208,4 +210,4 @@ def test_mine_hard_negatives_takes_the_model_ranks_and_skips_positives():
 @pytest.mark.parametrize("window", [(5, 5), (-1, 3), "100", (1, 2, 3)])
 def test_bad_window(window):
     with pytest.raises(ValueError, match="hard_negative_window"):
-        neg.check_window(window)
+        check_window(window)

@@ -9,8 +9,9 @@ import pytest
 from tfrecall._backend import tf
 from tfrecall.io import tfrecord
 from tfrecall.io.schema import RecallData
-from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
-from tfrecall.sampling.requests import FeatureStore
+from tfrecall.sampling.config import SamplingConfig
+from tfrecall.sampling.dataset import TrainingSamples
+from tfrecall.sampling.features import FeatureStore
 
 NAN = float("nan")
 

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from tfrecall.data import synthetic
+from tfrecall.ids import positive_counts
 from tfrecall.io.schema import RecallData
-from tfrecall.sampling import dataset as training
 from tfrecall.sampling import negatives as neg
-from tfrecall.sampling.dataset import FLAG_HELP, SamplingConfig, TrainingSamples
-from tfrecall.sampling.requests import FeatureStore, RankerLists
+from tfrecall.sampling.config import FLAG_HELP, VIEWS, SamplingConfig
+from tfrecall.sampling.dataset import TrainingSamples
+from tfrecall.sampling.features import FeatureStore
+from tfrecall.sampling.requests import RankerLists
 
 NAN = float("nan")
 
@@ -125,7 +127,7 @@ def test_flag_help_covers_the_pipeline_flags():
                  "easy_hard_ratio"):
         assert FLAG_HELP[flag] and flag in {f.name for f in
                                             SamplingConfig.__dataclass_fields__.values()}
-    for view in training.VIEWS:
+    for view in VIEWS:
         assert view in FLAG_HELP["view"]
 
 
@@ -255,7 +257,7 @@ def test_popularity_negatives_follow_count_to_the_alpha(world):
     samples = _build(data, batch_size=512, view="listwise", list_size=41,
                      negatives=("popularity",), popularity_alpha=0.75)
     _, items, labels, log_q, _ = _epoch(samples.dataset)
-    counts = neg.positive_counts(data, catalogue).astype(np.float64)
+    counts = positive_counts(data, catalogue).astype(np.float64)
     q = counts**0.75 / np.sum(counts**0.75)
     # log Q of each drawn slot is log(k Q(item)) with k = 40 (independent numpy Q).
     index = {v: i for i, v in enumerate(catalogue.tolist())}

@@ -9,8 +9,9 @@ from tfrecall.io.schema import RecallData
 from tfrecall.losses import SoftmaxLoss
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.mixed import mixed_logits_and_labels, mixed_negatives_logits
-from tfrecall.sampling.dataset import SamplingConfig, TrainingSamples
-from tfrecall.sampling.requests import FeatureStore
+from tfrecall.sampling.config import SamplingConfig
+from tfrecall.sampling.dataset import TrainingSamples
+from tfrecall.sampling.features import FeatureStore
 
 
 def _c(values):

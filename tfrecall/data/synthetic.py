@@ -47,7 +47,9 @@ from typing import Optional
 
 import numpy as np
 
+from tfrecall.ids import top_k_rows
 from tfrecall.io.schema import DEFAULT_EVENT_LABELS, RecallData
+from tfrecall.sampling.requests import RankerLists
 
 _EVENTS = ("impression", "click", "cart", "order")
 _GENDERS = np.asarray(["f", "m"], dtype=object)
@@ -426,9 +428,7 @@ def _expose(config: SyntheticConfig, rng: np.random.Generator, req_user: np.ndar
             logits = base + config.exposure_affinity_weight * (user_vec[users] @ item_vec.T)
             u = rng.random(logits.shape, dtype=np.float32)
             keys = logits - np.log(-np.log(u))
-            top = np.argpartition(-keys, k - 1, axis=1)[:, :k]
-            order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1, kind="stable")
-            out[lo:lo + chunk] = np.take_along_axis(top, order, axis=1)
+            out[lo:lo + chunk] = top_k_rows(keys, k)
     return out
 
 
@@ -450,7 +450,6 @@ def ranker_lists(world: SyntheticWorld, top_n: int = 500, seed: Optional[int] = 
     Raises:
       ValueError: ``top_n < 1``.
     """
-    from tfrecall.sampling.requests import RankerLists  # samples imports TensorFlow
 
     if isinstance(top_n, bool) or not isinstance(top_n, (int, np.integer)) or top_n < 1:
         raise ValueError(f"top_n must be an integer >= 1, got {top_n!r}")
@@ -476,10 +475,7 @@ def ranker_lists(world: SyntheticWorld, top_n: int = 500, seed: Optional[int] = 
         s = s + noise * rng.standard_normal(s.shape, dtype=np.float32)
         rows = np.flatnonzero((req_code >= lo) & (req_code < hi))
         s[req_code[rows] - lo, row_item[rows]] = inter["ranker_score"][rows]
-        top = np.argpartition(-s, top_n - 1, axis=1)[:, :top_n] if top_n < num_items else \
-            np.tile(np.arange(num_items), (hi - lo, 1))
-        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-        items[lo:hi] = np.take_along_axis(top, order, axis=1)
+        items[lo:hi] = top_k_rows(s, top_n)
         scores[lo:hi] = np.take_along_axis(s, items[lo:hi].astype(np.int64), axis=1)
     return RankerLists(inter["request_id"][first], inter["user_id"][first],
                        world.item_ids.copy(), items, scores)

@@ -13,6 +13,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tfrecall._backend import tf
 from tfrecall.evaluation.baselines import (
     DEFAULT_EASE_MAX_BYTES,
     EASE,
@@ -27,6 +28,7 @@ from tfrecall.evaluation.metrics import (
     group_pairs,
 )
 from tfrecall.io.schema import RecallData
+from tfrecall.models.embed import embed_items, embed_users
 
 
 @dataclasses.dataclass
@@ -139,7 +141,6 @@ def evaluate_model(
     item_table: Mapping[str, np.ndarray], ks: Sequence[int],
 ) -> Dict[str, float]:
     """Exact full-catalogue metrics of a `TwoTowerModel`; tables align with the eval set."""
-    from tfrecall.serving.export import embed_items, embed_users
 
     return evaluate_embeddings_on(
         eval_set, embed_users(model, user_table), embed_items(model, item_table), ks
@@ -228,8 +229,6 @@ def evaluate_export(
     the returned list (which can then hold fewer than K items). max(ks) must not exceed
     the export's K.
     """
-    import tensorflow as tf
-
     try:  # ScaNN exports need its ops registered; brute-force ones do not.
         import scann  # noqa: F401
     except ImportError:  # pragma: no cover

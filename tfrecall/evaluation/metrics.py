@@ -30,6 +30,8 @@ from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from tfrecall.ids import top_k_rows
+
 
 def _index(ids: np.ndarray) -> Dict[str, int]:
     return {v: i for i, v in enumerate(ids.tolist())}
@@ -147,10 +149,7 @@ def evaluate_ranking(
             seen = exclude.get(u)
             if seen:
                 scores[row, list(seen)] = -np.inf
-        # argpartition then sort the K best: O(I + K log K) per user instead of a full sort.
-        top = np.argpartition(-scores, kmax - 1, axis=1)[:, :kmax]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
+        top = top_k_rows(scores, kmax)
         # Excluded items (-inf) can only reach the top when fewer than K items are left.
         top = np.where(np.isneginf(np.take_along_axis(scores, top, axis=1)), -1, top)
         for row, u in enumerate(batch.tolist()):

@@ -31,39 +31,12 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
+from tfrecall.ids import catalogue_index, top_k_rows
 from tfrecall.io.schema import RecallData
+from tfrecall.sampling.config import check_window
 
 MIN_PROBABILITY_SCALE = 0.01
 """An item a sampler cannot draw (Q = 0) is given ``Q = 0.01 / N`` so log Q is finite."""
-
-
-def catalogue_index(catalogue: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """int64 position of each id in ``catalogue`` (-1 if absent); vectorized.
-
-    Args:
-      catalogue: ``(N,)`` distinct str ids.
-      ids: str ids of any shape.
-
-    Returns:
-      int64 array of the shape of ``ids``.
-    """
-    cat = np.asarray(catalogue, dtype=object).astype(str)
-    query = np.asarray(ids, dtype=object)
-    flat = query.reshape(-1).astype(str)
-    if len(cat) == 0:
-        return np.full(query.shape, -1, np.int64)
-    order = np.argsort(cat, kind="stable")
-    at = np.minimum(np.searchsorted(cat[order], flat), len(cat) - 1)
-    found = cat[order][at] == flat
-    return np.where(found, order[at], -1).astype(np.int64).reshape(query.shape)
-
-
-def positive_counts(train: RecallData, catalogue: np.ndarray) -> np.ndarray:
-    """``(N,)`` int64 number of training positives of each catalogue item."""
-    inter = train.interactions
-    pos = np.asarray(inter["item_id"], dtype=object)[np.asarray(inter["positive"], bool)]
-    idx = catalogue_index(catalogue, pos)
-    return np.bincount(idx[idx >= 0], minlength=len(catalogue)).astype(np.int64)
 
 
 def split_seed(seed: tf.Tensor, num: int) -> tf.Tensor:
@@ -478,10 +451,7 @@ def mine_hard_negatives(
     keys, picked = [], []
     for start in range(0, len(users), batch_size):
         scores = users[start:start + batch_size] @ items.T
-        top = np.argpartition(-scores, hi - 1, axis=1)[:, :hi] if hi < len(items) else \
-            np.tile(np.arange(len(items)), (len(scores), 1))
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        window_items = np.take_along_axis(top, order, axis=1)[:, lo:hi]
+        window_items = top_k_rows(scores, hi)[:, lo:hi]
         keys.append(np.repeat(np.asarray(user_ids[start:start + batch_size], object),
                               window_items.shape[1]))
         picked.append(window_items.reshape(-1))
@@ -499,15 +469,3 @@ def mine_hard_negatives(
         keep = ~np.isin(mined, taken)
         keys, picked = keys[keep], picked[keep]
     return NegativePool.from_pairs(keys, picked, "user", f"model neighbours {lo}-{hi}")
-
-
-def check_window(window) -> Tuple[int, int]:
-    """``(lo, hi)`` as ints with ``0 <= lo < hi``; ValueError naming the window otherwise."""
-    try:
-        lo, hi = (int(v) for v in window)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"hard_negative_window must be two integers (lo, hi), got {window!r}") from None
-    if not 0 <= lo < hi:
-        raise ValueError(f"hard_negative_window must satisfy 0 <= lo < hi, got {window!r}")
-    return lo, hi

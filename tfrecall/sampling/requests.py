@@ -1,183 +1,27 @@
-"""The inputs of the sample builders: feature lookup, graded lists and ranker lists.
+"""Request lists (numpy only): graded lists of the log and a ranker's ordered lists.
 
-- `FeatureStore`: one side's feature table as tensors, looked up by id inside a
-  ``tf.data`` map (vectorized ``tf.gather``, no per-example Python).
 - `graded_lists` / `GradedLists`: the log grouped by ``request_id`` into padded lists
   of logged graded labels (label -1 = padding).
 - `RankerLists`: a ranker's ordered candidates per request (beyond the exposures),
   the source of ranker-window hard negatives, ranker pairs and distillation lists.
-- `sample_negatives`: a numpy one-shot uniform sampler (kept for numpy callers).
+- `ranked_requests` / `RankedRequests`: per request, the ranker's list where it has one,
+  else the logged rows by ranker score (pairwise head_tail/segments, distillation).
 
-The training datasets themselves are built by `tfrecall.sampling.dataset`
-(`make_training_dataset`, one `SamplingConfig`); the functions `in_batch_dataset`,
-`pointwise_dataset`, `pairwise_dataset` and `listwise_dataset` here are shortcuts to
-it with uniform negatives. Every dataset yields ``(x, y)`` batches:
-
-- ``x["user"]``: ``{name: (B,) tensor}``, every column of the user table (``user_id``
-  included; just ``user_id`` when there is no table).
-- ``x["items"]``: ``{name: (B, L) tensor}``, every column of the item table.
-- ``x["log_q"]``: optional ``(B, L)`` float32 log sampling probability.
-- ``y``: ``(B, L)`` float32 labels; ``label < 0`` is padding.
-
-Str columns become ``tf.string``, numeric ones ``tf.float32`` (NaN = missing).
-Negatives are drawn inside the batched map with stateless random ops seeded by
-``(seed, epoch, batch)``: each pass over a dataset has fresh negatives and a new
-order, and the same seed gives the same passes.
+The tf.data builders that read them are in `tfrecall.sampling.dataset`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional
 
 import numpy as np
 
-from tfrecall._backend import tf
-from tfrecall.io.schema import RecallData, Table
-from tfrecall.sampling.negatives import catalogue_index
+from tfrecall.ids import catalogue_index, check_int
+from tfrecall.io.schema import RecallData
 
 _LOG = logging.getLogger(__name__)
-_RESAMPLE_ROUNDS = 32  # numpy rejection rounds before the exact per-user fallback
-
-
-class FeatureStore:
-    """One side's feature table as tensors, looked up by id inside ``dataset.map``.
-
-    Args:
-      table: the user or item table (``key`` plus feature columns), or None: then the
-        features are the id alone.
-      key: the id column (``"user_id"`` or ``"item_id"``).
-      ids: optional extra ids the store should list in `ids` (e.g. items only in the
-        log); ids absent from ``table`` get the missing values anyway, so this never
-        changes what `lookup` returns.
-
-    Raises:
-      ValueError: ``key`` not in ``table``, duplicate keys, a column of another length,
-        a str column holding a non-str value, or a column of unsupported dtype.
-
-    Example:
-      >>> store = FeatureStore({"item_id": np.array(["a", "b"], dtype=object),
-      ...                       "price": np.array([1.0, 2.0], np.float32)}, "item_id")
-      >>> store.lookup(tf.constant([["b", "zz"]]))["price"]  # [[2.0, nan]]
-    """
-
-    def __init__(self, table: Optional[Table], key: str, ids: Optional[np.ndarray] = None):
-        self._key = key
-        self._columns: Dict[str, tf.Tensor] = {}
-        self._dtypes: Dict[str, tf.DType] = {key: tf.string}
-        self._table = None
-        known = []
-        self._known = np.zeros(0, dtype=object)
-        if table is not None:
-            if key not in table:
-                raise ValueError(f"FeatureStore: key column {key!r} not in table columns "
-                                 f"{sorted(table)}")
-            known = _str_list(table[key], key)
-            if len(set(known)) != len(known):
-                raise ValueError(f"FeatureStore: {key} values are not unique")
-            self._known = np.asarray(known, dtype=object)
-            n = len(known)
-            for name, col in table.items():
-                if name == key:
-                    continue
-                if len(col) != n:
-                    raise ValueError(f"FeatureStore: column {name!r} has {len(col)} rows, "
-                                     f"{key} has {n}")
-                # One extra last row holds the missing value; unknown ids gather it.
-                self._columns[name], self._dtypes[name] = _column_tensor(name, col)
-            if n:
-                self._table = tf.lookup.StaticHashTable(
-                    tf.lookup.KeyValueTensorInitializer(
-                        tf.constant(known, tf.string), tf.range(n, dtype=tf.int64)
-                    ),
-                    default_value=tf.constant(n, tf.int64),
-                )
-        extra = [] if ids is None else _str_list(np.asarray(ids, dtype=object).reshape(-1), key)
-        self._ids = np.asarray(list(dict.fromkeys(known + extra)), dtype=object)
-
-    @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def ids(self) -> np.ndarray:
-        """Object array of every known id: the table's, then the extra ``ids``."""
-        return self._ids
-
-    @property
-    def feature_names(self) -> Tuple[str, ...]:
-        """The key first, then the table's feature columns in table order."""
-        return tuple(self._dtypes)
-
-    @property
-    def dtypes(self) -> Dict[str, tf.DType]:
-        """``{feature name: tf.string | tf.float32}``."""
-        return dict(self._dtypes)
-
-    def lookup(self, ids: tf.Tensor) -> Dict[str, tf.Tensor]:
-        """Features of ``ids``.
-
-        Args:
-          ids: tf.string ids of any shape S.
-
-        Returns:
-          ``{name: tensor of shape S}``; ``key`` holds ``ids`` themselves, unknown ids
-          get "" (str) or NaN (float32) features.
-        """
-        ids = tf.convert_to_tensor(ids, tf.string)
-        out = {self._key: ids}
-        if self._columns:
-            rows = self._table.lookup(ids) if self._table is not None else tf.zeros_like(
-                ids, dtype=tf.int64
-            )
-            for name, col in self._columns.items():
-                out[name] = tf.gather(col, rows)
-        return out
-
-    @property
-    def missing_row(self) -> int:
-        """The row whose features are the missing values (unknown ids gather it)."""
-        return len(self._known)
-
-    def rows(self, ids: np.ndarray) -> np.ndarray:
-        """int64 table row of each id (numpy, any shape), `missing_row` for unknown ids.
-
-        With the rows computed once, `lookup_rows` skips the string hashing of `lookup`
-        inside the input pipeline.
-        """
-        at = catalogue_index(self._known, np.asarray(ids, dtype=object))
-        return np.where(at >= 0, at, self.missing_row).astype(np.int64)
-
-    def lookup_rows(self, rows: tf.Tensor, ids: tf.Tensor) -> Dict[str, tf.Tensor]:
-        """Features by precomputed `rows` (shape S, from `rows`); ``ids`` (shape S) is the key.
-
-        Returns:
-          The same ``{name: tensor of shape S}`` as ``lookup(ids)``.
-        """
-        out = {self._key: tf.convert_to_tensor(ids, tf.string)}
-        for name, col in self._columns.items():
-            out[name] = tf.gather(col, rows)
-        return out
-
-
-def _str_list(values: np.ndarray, name: str) -> list:
-    values = list(np.asarray(values).tolist())
-    for v in values:
-        if not isinstance(v, str):
-            raise ValueError(f"column {name!r} must hold str values, found {v!r}")
-    return values
-
-
-def _column_tensor(name: str, col: np.ndarray) -> Tuple[tf.Tensor, tf.DType]:
-    col = np.asarray(col)
-    if col.dtype == object or col.dtype.kind == "U":
-        return tf.constant(_str_list(col, name) + [""], tf.string), tf.string
-    if col.dtype.kind in "biuf":
-        values = np.append(col.astype(np.float32), np.float32(np.nan))
-        return tf.constant(values, tf.float32), tf.float32
-    raise ValueError(f"FeatureStore: column {name!r} has unsupported dtype {col.dtype}; "
-                     "use float32 numbers or str")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +65,7 @@ def graded_lists(data: RecallData, list_size: int) -> GradedLists:
       ValueError: no ``request_id`` column, a request with rows of several users,
         no request with a positive, or a bad ``list_size``.
     """
-    _check_int("list_size", list_size, 1)
+    check_int("list_size", list_size, 1)
     inter = data.interactions
     if "request_id" not in inter:
         raise ValueError(f"listwise mode 'graded' needs a 'request_id' column in the "
@@ -290,82 +134,6 @@ def _rank_within(groups: np.ndarray, num_groups: int) -> np.ndarray:
     starts = np.cumsum(counts) - counts
     return np.arange(len(groups)) - starts[groups]
 
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _positives(data: RecallData) -> Tuple[np.ndarray, np.ndarray]:
-    mask = np.asarray(data.interactions["positive"], bool)
-    if not mask.any():
-        raise ValueError(f"{data.name!r} has no positive interactions "
-                         f"(of {data.num_interactions} rows) to build samples from")
-    return (np.asarray(data.interactions["user_id"], dtype=object)[mask],
-            np.asarray(data.interactions["item_id"], dtype=object)[mask])
-
-
-def sample_negatives(
-    data: RecallData,
-    users: np.ndarray,
-    num_negatives: int,
-    catalogue: np.ndarray,
-    seed: int,
-) -> np.ndarray:
-    """Uniform negatives per row that are never one of the row user's positives in `data`.
-
-    Args:
-      data: the training data whose ``positive`` rows define each user's positives.
-      users: ``(N,)`` object array of the user of each row.
-      num_negatives: K, negatives per row (drawn with replacement).
-      catalogue: 1-D array of candidate item ids (duplicates are ignored).
-      seed: numpy seed.
-
-    Returns:
-      ``(N, K)`` object array of item ids.
-
-    Raises:
-      ValueError: an empty catalogue, one with fewer than K items, or a user whose
-        positives cover the whole catalogue.
-    """
-    _check_int("num_negatives", num_negatives, 1)
-    cat = np.asarray(list(dict.fromkeys(_str_list(np.asarray(catalogue).reshape(-1),
-                                                  "catalogue"))), dtype=object)
-    if len(cat) < num_negatives or len(cat) == 0:
-        raise ValueError(f"catalogue has {len(cat)} distinct items, fewer than the "
-                         f"num_negatives={num_negatives} requested per positive")
-    pos_users, pos_items = _positives(data)
-    num_cat = len(cat)
-    # Codes by sorted position: vectorized id -> code maps for users and items.
-    user_vocab = np.unique(np.concatenate([pos_users, np.asarray(users, object)]).astype(str))
-    pos_u = np.searchsorted(user_vocab, pos_users.astype(str))
-    row_u = np.searchsorted(user_vocab, np.asarray(users, object).astype(str))
-    cat_str = cat.astype(str)
-    cat_order = np.argsort(cat_str)
-    at = np.minimum(np.searchsorted(cat_str[cat_order], pos_items.astype(str)), num_cat - 1)
-    found = cat_str[cat_order][at] == pos_items.astype(str)
-    pos_keys = np.unique(pos_u[found] * num_cat + cat_order[at[found]])
-
-    per_user = np.bincount(pos_keys // num_cat, minlength=len(user_vocab))
-    full = np.flatnonzero(per_user[np.unique(row_u)] >= num_cat)
-    if len(full):
-        who = str(user_vocab[np.unique(row_u)[full[0]]])
-        raise ValueError(f"user {who!r} has every one of the {num_cat} catalogue items as a "
-                         "positive; no negative can be sampled for it (use a larger catalogue)")
-
-    rng = np.random.default_rng(seed)
-    neg = rng.integers(0, num_cat, size=(len(row_u), num_negatives))
-    bad = np.isin(row_u[:, None] * num_cat + neg, pos_keys)
-    for _ in range(_RESAMPLE_ROUNDS):
-        if not bad.any():
-            break
-        neg[bad] = rng.integers(0, num_cat, size=int(bad.sum()))
-        bad[bad] = np.isin(row_u[np.nonzero(bad)[0]] * num_cat + neg[bad], pos_keys)
-    # Users whose positives cover most of the catalogue: draw from the exact complement.
-    for r, c in zip(*np.nonzero(bad), strict=True):
-        taken = pos_keys[pos_keys // num_cat == row_u[r]] % num_cat
-        neg[r, c] = rng.choice(np.setdiff1d(np.arange(num_cat), taken))
-    return cat[neg]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -472,7 +240,7 @@ class RankerLists:
         slot = _rank_within(code[order], num_req)
         width = int(slot.max()) + 1 if len(slot) else 0
         if top_n is not None:
-            _check_int("top_n", top_n, 1)
+            check_int("top_n", top_n, 1)
             width = min(width, top_n)
         vocab, item_code = np.unique(items.astype(str), return_inverse=True)
         dense_items = np.full((num_req, width), -1, np.int32)
@@ -608,112 +376,3 @@ def ranked_requests(
         num_skipped=int(np.sum(~ranked)),
         num_items_off_catalogue=off_catalogue,
     )
-
-
-def in_batch_dataset(
-    train: RecallData,
-    user_store: FeatureStore,
-    item_store: FeatureStore,
-    batch_size: int,
-    *,
-    seed: int = 0,
-    shuffle: bool = True,
-    drop_remainder: bool = False,
-) -> tf.data.Dataset:
-    """One row per positive: items ``(B, 1)``, y ``(B, 1)`` ones (no ``log_q``).
-
-    The model scores every user of the batch against every item of the batch. A
-    shortcut to `tfrecall.sampling.dataset.make_training_dataset` with
-    ``view="in_batch"``, ``log_q=False``.
-
-    Raises:
-      ValueError: no positive rows, or a bad ``batch_size``.
-    """
-    return _legacy(train, None, user_store, item_store, batch_size, "in_batch",
-                   dict(negatives=("in_batch",)), seed, shuffle, drop_remainder)
-
-
-def pointwise_dataset(
-    train: RecallData,
-    user_store: FeatureStore,
-    item_store: FeatureStore,
-    batch_size: int,
-    *,
-    num_negatives: int = 3,
-    catalogue: Optional[Sequence[str]] = None,
-    seed: int = 0,
-    shuffle: bool = True,
-    drop_remainder: bool = False,
-) -> tf.data.Dataset:
-    """Each positive and ``num_negatives`` fresh uniform negatives as separate rows.
-
-    Items ``(B, 1)``, y ``(B, 1)``: 1 for a positive, 0 for a negative, -1 for a
-    negative that could not avoid the user's positives (masked). Unshuffled, the rows
-    run positive, its negatives, next positive, ...
-
-    Args:
-      num_negatives: negatives per positive (>= 1).
-      catalogue: ids to sample negatives from; None: ``train.item_catalogue()``.
-      train, user_store, item_store, batch_size, seed, shuffle, drop_remainder: as in
-        `in_batch_dataset`.
-    """
-    return _legacy(train, catalogue, user_store, item_store, batch_size, "pointwise",
-                   dict(negatives=("uniform",), num_negatives=num_negatives), seed, shuffle,
-                   drop_remainder)
-
-
-def pairwise_dataset(
-    train: RecallData,
-    user_store: FeatureStore,
-    item_store: FeatureStore,
-    batch_size: int,
-    *,
-    catalogue: Optional[Sequence[str]] = None,
-    seed: int = 0,
-    shuffle: bool = True,
-    drop_remainder: bool = False,
-) -> tf.data.Dataset:
-    """(positive, fresh uniform negative) pairs: items ``(B, 2)``, y ``[[1, 0], ...]``."""
-    return _legacy(train, catalogue, user_store, item_store, batch_size, "pairwise",
-                   dict(negatives=("uniform",), num_negatives=1), seed, shuffle,
-                   drop_remainder)
-
-
-def listwise_dataset(
-    train: RecallData,
-    user_store: FeatureStore,
-    item_store: FeatureStore,
-    batch_size: int,
-    *,
-    list_size: int,
-    mode: str = "sampled",
-    catalogue: Optional[Sequence[str]] = None,
-    seed: int = 0,
-    shuffle: bool = True,
-    drop_remainder: bool = False,
-) -> tf.data.Dataset:
-    """Lists of ``list_size`` candidates: items ``(B, L)``, y ``(B, L)``.
-
-    - ``"sampled"``: one list per positive, the positive first and ``L - 1`` fresh
-      uniform negatives, labels ``[1, 0, ..., 0]``.
-    - ``"graded"``: one list per ``request_id`` with the logged graded labels, padded
-      with label -1 and item id ``""`` (see `graded_lists`).
-    """
-    if mode not in ("sampled", "graded"):
-        raise ValueError(f"mode must be 'sampled' or 'graded', got {mode!r}")
-    return _legacy(train, catalogue, user_store, item_store, batch_size, "listwise",
-                   dict(negatives=("uniform",) if mode == "sampled" else None,
-                        list_size=list_size, list_mode=mode), seed, shuffle, drop_remainder)
-
-
-def _legacy(train, catalogue, user_store, item_store, batch_size, view, options, seed,
-            shuffle, drop_remainder) -> tf.data.Dataset:
-    # Imported here: training builds on this module (FeatureStore, RankerLists).
-    from tfrecall.sampling import dataset as training
-
-    config = training.SamplingConfig(view=view, log_q=False, seed=seed, shuffle=shuffle,
-                                     drop_remainder=drop_remainder, **options)
-    if catalogue is None:
-        catalogue = train.item_catalogue()
-    return training.make_training_dataset(train, np.asarray(catalogue, dtype=object),
-                                          user_store, item_store, config, batch_size)
