@@ -30,7 +30,7 @@ def main():
     print("|---|---|---|---|---|---|")
     for name in args.losses.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            result = run(RecipeConfig(loss=name, view=VIEW_OF[name], epochs=args.epochs,
+            result = run(RecipeConfig.from_flat(loss=name, view=VIEW_OF[name], epochs=args.epochs,
                                       model_dir=tmp, export=False, baselines=("popularity",),
                                       verbose=0), log=lambda *_: None)
             model, pop = result.metrics["recall@100"], result.baselines["popularity"]["recall@100"]

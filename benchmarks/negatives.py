@@ -79,14 +79,14 @@ def main():
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--only", default="", help="comma-separated row numbers (1-based)")
     args = parser.parse_args()
-    config = recipe.RecipeConfig(epochs=args.epochs)
+    config = recipe.RecipeConfig.from_flat(epochs=args.epochs)
     world = recipe.synthetic_world(config)
     ranker = synthetic.ranker_lists(world, top_n=500)
     data = world.data
     train, test = recipe.split_data(data, config)
     catalogue, user_ids = data.item_catalogue(), data.user_ids()
     user_table = recipe.user_feature_table(data, train, user_ids, config)
-    item_table = recipe._entity_table(data.items, catalogue, "item_id")
+    item_table = recipe.entity_table(data.items, catalogue, "item_id")
     user_specs, item_specs = recipe.build_specs(data, config)
     # The recipe's item id vocabulary: items with item_id_min_count training positives.
     item_specs, item_adapt = recipe.item_adapt_table(item_specs, item_table, train,

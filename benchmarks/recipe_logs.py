@@ -64,7 +64,7 @@ def main():
     print(f"# {label}")
     for name in args.logs.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            config = RecipeConfig(**{
+            config = RecipeConfig.from_flat(**{
                 **log_config(name, seed), "seed": seed, "export": False, "verbose": 0,
                 "model_dir": f"/tmp/tfrecall_recipe_logs/{name}-{seed}",
                 "baselines": tuple(b for b in args.baselines.split(",") if b),

@@ -28,6 +28,7 @@ from tfrecall import recipe
 from tfrecall._backend import tf
 from tfrecall.data import synthetic
 from tfrecall.io.movielens import read_movielens
+from tfrecall.recipe.config import run_sampling
 from tfrecall.sampling.config import SamplingConfig
 from tfrecall.sampling.dataset import TrainingSamples
 from tfrecall.sampling.features import FeatureStore
@@ -35,7 +36,7 @@ from tfrecall.sampling.features import FeatureStore
 ML_LATEST_SMALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-latest-small"
 
 BUILDERS = [
-    # First: the recipe's default (`RecipeConfig.resolve_negatives`), the bar's reference.
+    # First: the recipe's default (`tfrecall.recipe.config.run_sampling`), the reference.
     ("in_batch + uniform x256 (recipe default)", dict(negatives="in_batch,uniform",
                                                       num_negatives=256)),
     ("in_batch only", dict()),
@@ -96,7 +97,7 @@ def train_step_rate(data, config: recipe.RecipeConfig, steps: int):
 
     keras.utils.set_random_seed(config.seed)
     train, catalogue, user_ids, user_table, (users, items) = _setup(data, config)
-    item_table = recipe._entity_table(data.items, catalogue, "item_id")
+    item_table = recipe.entity_table(data.items, catalogue, "item_id")
     user_specs, item_specs = recipe.build_specs(data, config)
     item_specs, item_adapt = recipe.item_adapt_table(item_specs, item_table, train,
                                                      log=lambda *_: None)
@@ -104,7 +105,7 @@ def train_step_rate(data, config: recipe.RecipeConfig, steps: int):
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=recipe.make_loss(config.loss))
     ds = TrainingSamples(train, catalogue, users, items,
-                         dataclasses.replace(config.sampling(catalogue_size=len(catalogue)),
+                         dataclasses.replace(run_sampling(config, False, len(catalogue)),
                                              drop_remainder=True),
                          config.batch_size).dataset
     batches = list(ds.repeat().take(steps))

@@ -172,7 +172,7 @@ def main():
     # --- time to quality of the default recipe ------------------------------------------
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = run(RecipeConfig(interactions=args.data, model_dir=tmp, export=False,
+        result = run(RecipeConfig.from_flat(interactions=args.data, model_dir=tmp, export=False,
                                   baselines=("popularity", "itemcf"), verbose=0),
                      log=lambda *_: None)
         wall = time.perf_counter() - start

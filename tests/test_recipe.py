@@ -11,6 +11,7 @@ from tfrecall.config import FeatureSpec
 from tfrecall.io.schema import RecallData
 from tfrecall.models.warm_start import default_batch
 from tfrecall.recipe import RecipeConfig
+from tfrecall.recipe.config import run_sampling
 
 
 def _log(pairs):
@@ -29,37 +30,40 @@ def _log(pairs):
 
 @pytest.mark.parametrize("kwargs, catalogue, want", [
     # The in_batch view mixes in 256 shared uniform negatives, at most the catalogue.
-    ({}, None, ("in_batch,uniform", 256)),
+    ({}, 10 ** 9, ("in_batch,uniform", 256)),
     ({}, 10_000, ("in_batch,uniform", 256)),
     ({}, 40, ("in_batch,uniform", 40)),
     # Explicit choices are kept as given.
     ({"negatives": "in_batch"}, 40, ("in_batch", 40)),
     ({"negatives": "in_batch,popularity", "num_negatives": 7}, 40, ("in_batch,popularity", 7)),
     # Other views: the sampler's default sources, 3 negatives per positive.
-    ({"view": "pointwise", "loss": "bce"}, 40, (None, 3)),
-    ({"view": "listwise", "loss": "kl", "num_negatives": 5}, 40, (None, 5)),
+    ({"view": "pointwise", "loss": "bce"}, 40, ("uniform", 3)),
+    ({"view": "listwise", "loss": "kl", "num_negatives": 5}, 40, ("uniform", 5)),
 ])
 def test_resolve_negatives(kwargs, catalogue, want):
-    assert RecipeConfig(**kwargs).resolve_negatives(catalogue) == want
+    sampling = run_sampling(RecipeConfig.from_flat(**kwargs), False, catalogue)
+    assert (",".join(sampling.negatives), sampling.num_negatives) == want
 
 
 def test_sampling_config_carries_the_resolved_defaults():
-    sampling = RecipeConfig().sampling(catalogue_size=100)
+    sampling = run_sampling(RecipeConfig(seed=7), True, catalogue_size=100)
     assert sampling.negatives == ("in_batch", "uniform") and sampling.num_negatives == 100
-    assert RecipeConfig(view="pointwise", loss="bce").sampling().num_negatives == 3
+    assert sampling.seed == 7 and sampling.log_q
+    assert RecipeConfig.from_flat(view="pointwise", loss="bce").sampling.num_negatives == 3
+    assert RecipeConfig() == RecipeConfig.from_flat()
 
 
 def test_bad_num_negatives_and_min_count_name_the_field():
-    with pytest.raises(ValueError, match="num_negatives must be >= 1, got 0"):
-        RecipeConfig(num_negatives=0)
+    with pytest.raises(ValueError, match="num_negatives must be an integer >= 1, got 0"):
+        RecipeConfig.from_flat(num_negatives=0)
     with pytest.raises(ValueError, match="item_id_min_count must be >= 1, got 0"):
-        RecipeConfig(item_id_min_count=0)
+        RecipeConfig.from_flat(item_id_min_count=0)
 
 
 def test_config_with_unset_num_negatives_round_trips_through_json():
-    config = RecipeConfig(item_id_min_count=3)
+    config = RecipeConfig.from_flat(item_id_min_count=3)
     back = RecipeConfig.from_dict(json.loads(json.dumps(config.to_dict())))
-    assert back == config and back.num_negatives is None
+    assert back == config and back.sampling.num_negatives == 256
 
 
 # ---------------------------------------------------------------- item id vocabulary
@@ -74,7 +78,7 @@ def test_item_id_vocabulary_counts_training_positives():
     # a: 6 positives, b: 5, c: 4, d: 1 (+ 3 exposures that are not positives), e: none.
     pairs = ([("u", "a", True)] * 6 + [("u", "b", True)] * 5 + [("u", "c", True)] * 4
              + [("u", "d", True)] + [("u", "d", False)] * 3)
-    config = RecipeConfig(item_id_min_count=5, batch_size=4)
+    config = RecipeConfig.from_flat(item_id_min_count=5, batch_size=4)
     specs = [FeatureSpec("item_id", "id", min_count=5), FeatureSpec("category", "categorical")]
     logs = []
     specs, table = recipe.item_adapt_table(specs, _catalogue_table(), _log(pairs), logs.append)
@@ -111,11 +115,11 @@ def test_hashed_item_ids_adapt_from_the_catalogue():
 
 def test_build_specs_sets_the_min_count_unless_the_feature_config_does(tmp_path):
     data = _log([("u", "a", True), ("v", "b", True)])
-    _, items = recipe.build_specs(data, RecipeConfig(item_id_min_count=4))
+    _, items = recipe.build_specs(data, RecipeConfig.from_flat(item_id_min_count=4))
     assert {s.name: s.min_count for s in items}["item_id"] == 4
     path = tmp_path / "features.json"
     path.write_text('{"items": {"item_id": {"kind": "id", "min_count": 2}}}')
-    _, items = recipe.build_specs(data, RecipeConfig(item_id_min_count=4,
+    _, items = recipe.build_specs(data, RecipeConfig.from_flat(item_id_min_count=4,
                                                      feature_config=str(path)))
     assert {s.name: s.min_count for s in items}["item_id"] == 2
 
@@ -124,14 +128,15 @@ def test_build_specs_sets_the_min_count_unless_the_feature_config_does(tmp_path)
 
 
 def test_previous_catalogue_prefers_the_saved_catalogue_over_the_vocabulary(tmp_path):
-    config = RecipeConfig(model_dir=str(tmp_path / "run"))
+    config = RecipeConfig.from_flat(model_dir=str(tmp_path / "run"))
     model = recipe.build_model(
         [FeatureSpec("user_id", "id")], [FeatureSpec("item_id", "id")],
         {"user_id": np.asarray(["u"], dtype=object)},
         {"item_id": np.asarray(["a", "b"], dtype=object)}, config)
     model(default_batch(model))  # variables exist, as after training
     # "tail" has no embedding row (below min_count) but was in the indexed catalogue.
-    recipe.save_model(model, config, np.asarray(["a", "b", "tail"], dtype=object))
+    recipe.save_model(model, config.model_dir, config.to_dict(),
+                      np.asarray(["a", "b", "tail"], dtype=object))
     loaded = recipe.load_model(config.model_dir)
     assert recipe.previous_catalogue(config.model_dir, loaded).tolist() == ["a", "b", "tail"]
     (tmp_path / "run" / recipe.CATALOGUE_FILE).unlink()  # a run saved before the file existed
@@ -148,7 +153,7 @@ def test_previous_catalogue_prefers_the_saved_catalogue_over_the_vocabulary(tmp_
     ({"index": "faiss"}, "index must be one of"),
     ({"test_fraction": 1.5}, "test_fraction must be in (0, 1), got 1.5"),
     ({"ks": (10, 0)}, "ks must be integers >= 1"),
-    ({"verbose": 3}, "verbose must be 0, 1 or 2"),
+    ({"verbose": 3}, "verbose must be one of (0, 1, 2), got 3"),
     # The sampler's checks speak this config's field names.
     ({"negatives": "bogus"}, "^negatives must be distinct names"),
     ({"synthetic_world": "longtail", "negatives": "in_batch,hard"}, "no ranker lists"),
@@ -156,7 +161,7 @@ def test_previous_catalogue_prefers_the_saved_catalogue_over_the_vocabulary(tmp_
 def test_config_values_are_checked_before_any_data_is_read(kwargs, message):
     with pytest.raises(ValueError, match=message if message.startswith("^") else
                        __import__("re").escape(message)):
-        RecipeConfig(**kwargs)
+        RecipeConfig.from_flat(**kwargs)
 
 
 def _finished_run(model_dir, config):
@@ -167,15 +172,15 @@ def _finished_run(model_dir, config):
 
 def test_a_model_dir_holding_another_run_is_refused_unless_overwrite(tmp_path):
     run_dir = tmp_path / "run"
-    _finished_run(run_dir, RecipeConfig(model_dir=str(run_dir)))
-    mine = RecipeConfig(interactions="events.csv", model_dir=str(run_dir))
+    _finished_run(run_dir, RecipeConfig.from_flat(model_dir=str(run_dir)))
+    mine = RecipeConfig.from_flat(interactions="events.csv", model_dir=str(run_dir))
     with pytest.raises(ValueError) as e:
         recipe.check_run_dirs(mine, log=lambda *_: None)
     assert str(e.value).startswith(f"model_dir {str(run_dir)!r} holds a different run (")
     assert "interactions: None -> 'events.csv'" in str(e.value)
     assert "overwrite=True" in str(e.value)
     # The same run with other outputs (export, verbosity) is the same run.
-    recipe.check_run_dirs(RecipeConfig(model_dir=str(run_dir), export_k=10, verbose=0,
+    recipe.check_run_dirs(RecipeConfig.from_flat(model_dir=str(run_dir), export_k=10, verbose=0,
                                        export=False), log=print)
     # overwrite replaces it, and discards an interrupted run's backup there.
     (run_dir / "backup" / "search").mkdir(parents=True)
@@ -186,12 +191,13 @@ def test_a_model_dir_holding_another_run_is_refused_unless_overwrite(tmp_path):
 
 def test_a_warm_start_may_replace_its_own_model_dir(tmp_path):
     run_dir = tmp_path / "run"
-    _finished_run(run_dir, RecipeConfig(model_dir=str(run_dir)))
+    _finished_run(run_dir, RecipeConfig.from_flat(model_dir=str(run_dir)))
     (run_dir / "model.json").write_text("{}")
-    recipe.check_run_dirs(RecipeConfig(interactions="new.csv", warm_start_from=str(run_dir),
+    recipe.check_run_dirs(RecipeConfig.from_flat(interactions="new.csv",
+                                                 warm_start_from=str(run_dir),
                                        model_dir=str(run_dir)), log=print)
     with pytest.raises(ValueError, match=r"^warm_start_from '.*nowhere' holds no trained model"):
-        recipe.check_run_dirs(RecipeConfig(interactions="new.csv",
+        recipe.check_run_dirs(RecipeConfig.from_flat(interactions="new.csv",
                                            warm_start_from=str(tmp_path / "nowhere"),
                                            model_dir=str(tmp_path / "b")), log=print)
 
@@ -202,9 +208,9 @@ def test_unusable_directories_are_named_before_the_data_is_read(tmp_path, field)
     afile.write_text("x")
     paths = {"model_dir": str(tmp_path / "run"), field: str(afile)}
     with pytest.raises(ValueError, match=rf"^{field} '.*afile' is a file, not a directory"):
-        recipe.check_run_dirs(RecipeConfig(**paths), log=print)
+        recipe.check_run_dirs(RecipeConfig.from_flat(**paths), log=print)
     with pytest.raises(ValueError, match=r"^model_dir '/proc/x' cannot be created"):
-        recipe.check_run_dirs(RecipeConfig(model_dir="/proc/x"), log=print)
+        recipe.check_run_dirs(RecipeConfig.from_flat(model_dir="/proc/x"), log=print)
 
 
 def dataclasses_replace(config, **changes):
@@ -224,7 +230,7 @@ def test_nothing_to_evaluate_stops_before_training(tmp_path, rows):
     events = tmp_path / "events.csv"
     events.write_text("user_id,item_id,event,timestamp\n"
                       + "".join(f"{u},{i},{e},{t}\n" for t, (u, i, e) in enumerate(rows)))
-    config = RecipeConfig(interactions=str(events), model_dir=str(tmp_path / "run"),
+    config = RecipeConfig.from_flat(interactions=str(events), model_dir=str(tmp_path / "run"),
                           split="temporal", test_fraction=0.2, verbose=0)
     with pytest.raises(ValueError, match=r"^nothing to evaluate: the held-out split has no "
                                          r"positive \(user, item\) pair"):

@@ -176,3 +176,39 @@ def _short(device: str) -> str:
     """'/job:ps/replica:0/task:1/device:CPU:0' -> '/job:ps/task:1'."""
     parts = dict(p.split(":", 1) for p in device.strip("/").split("/") if ":" in p)
     return f"/job:{parts.get('job')}/task:{parts.get('task')}" if parts else device
+
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
+
+
+def make_strategy(name: str, ps_min_shard_bytes: int = DEFAULT_MIN_SHARD_BYTES):
+    """The tf.distribute strategy named by `RecipeConfig.strategy`.
+
+    "multi_worker" reads the cluster from the TF_CONFIG environment variable (see
+    docs/distributed.md); every worker runs the same command. "parameter_server" also
+    reads TF_CONFIG; this process must be its chief (the coordinator), the workers and
+    parameter servers run `python -m pipelines.ps_server` (`serve`).
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy 'multi_worker' needs the TF_CONFIG environment variable "
+                             "(cluster and task); see docs/distributed.md")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "parameter_server":
+        return parameter_server_strategy(ps_min_shard_bytes)
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}")
+
+
+def is_chief(strategy) -> bool:
+    """True on the worker that writes checkpoints, the model and the export."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )

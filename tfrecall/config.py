@@ -9,7 +9,6 @@ trained model, so the model can be rebuilt without the flags that made it.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Mapping, Optional, Sequence
 
 FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucketized", "history")
@@ -29,13 +28,42 @@ FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucket
 """
 
 STRING_KINDS = ("id", "categorical", "multi_categorical", "history")
+"""Kinds whose raw values are strings ("" = missing); the others are numbers (NaN)."""
 # Python's str.strip() whitespace (every c with c.isspace()) as an RE2 class: the CSV
 # readers strip fields with str.strip(), and the graph (tf_csv, the id layers at
 # training and serving) strips with this, so an id is the same string on every path.
 # RE2's \s is ASCII only.
 WHITESPACE_RE2 = (r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}"
                   r"\x{2029}\x{202f}\x{205f}\x{3000}]")
-"""Kinds whose raw values are strings ("" = missing); the others are numbers (NaN)."""
+
+
+def option(default=dataclasses.MISSING, help: str = "", *, choices: Optional[Sequence] = None,
+           flag: Optional[str] = None, type: Optional[type] = None,
+           item: Optional[type] = None) -> Any:
+    """A config field that carries its own documentation: one source for the library's
+    checks, `pipelines.train`'s flags (`pipelines._flags`) and their help.
+
+    Args:
+      default: the field's default (a tuple for list-valued fields).
+      help: the flag's help; a field without help is not a flag.
+      choices: the allowed values (checked by `check_choices`, listed by the flag).
+      flag: the flag's name when it differs from the field's.
+      type: the value type where the default (None) does not say it.
+      item: the element type of a tuple-valued field.
+    """
+    metadata = {"help": help, "choices": None if choices is None else tuple(choices),
+                "flag": flag, "type": type, "item": item}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_choices(config, prefix: str = "") -> None:
+    """ValueError ``"{prefix}{name} must be one of (...), got 'x'"`` for the first field of
+    the dataclass ``config`` whose value is not among its `option` choices."""
+    for field in dataclasses.fields(config):
+        allowed = field.metadata.get("choices")
+        value = getattr(config, field.name)
+        if allowed is not None and value not in allowed:
+            raise ValueError(f"{prefix}{field.name} must be one of {allowed}, got {value!r}")
 
 _DEFAULT_DIMS = {"id": 32, "categorical": 8, "multi_categorical": 8, "bucketized": 8,
                  "history": 32}
@@ -135,10 +163,12 @@ class TowerConfig:
       normalize: L2-normalize the output (required for cosine similarity).
     """
 
-    hidden_units: Sequence[int] = (128,)
-    output_dim: int = 64
+    hidden_units: Sequence[int] = option(
+        (128,), "Hidden layer widths of both towers (comma-separated; empty for none).",
+        item=int)
+    output_dim: int = option(64, "Output embedding width of the towers.", flag="embedding_dim")
     activation: str = "relu"
-    dropout: float = 0.0
+    dropout: float = option(0.0, "Dropout after each hidden layer.")
     normalize: bool = True
 
     def __post_init__(self):
@@ -166,11 +196,3 @@ def _checked_fields(cls, d: Mapping[str, Any], what: str) -> dict:
     if unknown:
         raise ValueError(f"{what}: unknown field(s) {unknown}; known fields are {sorted(names)}")
     return dict(d)
-
-
-def specs_to_json(specs: Sequence[FeatureSpec]) -> str:
-    return json.dumps([s.to_dict() for s in specs], indent=2)
-
-
-def specs_from_json(text: str) -> list:
-    return [FeatureSpec.from_dict(d) for d in json.loads(text)]

@@ -7,7 +7,7 @@ from tfrecall.data import synthetic
 from tfrecall.ids import positive_counts
 from tfrecall.io.schema import RecallData
 from tfrecall.sampling import negatives as neg
-from tfrecall.sampling.config import FLAG_HELP, VIEWS, SamplingConfig
+from tfrecall.sampling.config import VIEWS, SamplingConfig
 from tfrecall.sampling.dataset import TrainingSamples
 from tfrecall.sampling.features import FeatureStore
 from tfrecall.sampling.requests import RankerLists
@@ -125,10 +125,10 @@ def test_config_errors_name_the_field(kwargs, match):
 def test_flag_help_covers_the_pipeline_flags():
     for flag in ("view", "negatives", "num_negatives", "list_size", "hard_negative_window",
                  "easy_hard_ratio"):
-        assert FLAG_HELP[flag] and flag in {f.name for f in
-                                            SamplingConfig.__dataclass_fields__.values()}
+        assert SamplingConfig.__dataclass_fields__[flag].metadata["help"]
+    view_help = SamplingConfig.__dataclass_fields__["view"].metadata["help"]
     for view in VIEWS:
-        assert view in FLAG_HELP["view"]
+        assert view in view_help
 
 
 # ---------------------------------------------------------------------------- in-batch

@@ -91,14 +91,14 @@ def test_unbound_layer_and_width_mismatch_are_clear_errors():
 
 def test_config_round_trip_rebinds_and_weights_reload_in_a_fresh_process(tmp_path,
                                                                           subprocess_env):
-    from tfrecall.recipe import RecipeConfig, load_model, save_model
+    from tfrecall.recipe import load_model, save_model
 
     model = _model(hidden=(16,))
     model(_batch())
     feed = {"user_id": np.array(["u0", "new"], object),
             "history": np.array(["a1|a2|a3", "b1|b2"], object)}
     want = model.user_embeddings({k: tf.constant(v.astype(str)) for k, v in feed.items()})
-    save_model(model, RecipeConfig(model_dir=str(tmp_path)))
+    save_model(model, str(tmp_path))
     code = textwrap.dedent(f"""
         import json, numpy as np, tensorflow as tf
         from tfrecall.recipe import load_model

@@ -16,7 +16,7 @@ def trained(tmp_path_factory):
     from tfrecall.recipe import RecipeConfig, run
 
     tmp = tmp_path_factory.mktemp("run")
-    result = run(RecipeConfig(synthetic_users=600, synthetic_items=300, epochs=2,
+    result = run(RecipeConfig.from_flat(synthetic_users=600, synthetic_items=300, epochs=2,
                               model_dir=str(tmp), index="brute_force", export_k=50,
                               baselines=("popularity",), verbose=0), log=lambda *_: None)
     return tmp, result

@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO
 
 from tfrecall import cluster
-from tfrecall.recipe import RecipeConfig, make_strategy, run
+from tfrecall.cluster import make_strategy
+from tfrecall.recipe import RecipeConfig, run
 
 # Item table 401 x 32 float32 = 51 KB and user table 801 x 32 = 103 KB are larger than
 # 32 KiB (2 shards each, one per ps); the largest dense kernel, 64 x 64 float32 = 16 KiB,
@@ -60,7 +61,7 @@ CHECK = textwrap.dedent("""
     import numpy as np
     import tfrecall
     from tfrecall._backend import tf
-    from tfrecall.recipe import (_entity_table, load_model, load_recall_data,
+    from tfrecall.recipe import (entity_table, load_model, load_recall_data,
                                  load_recipe_config, user_feature_table, split_data)
     from tfrecall.serving.export import export_saved_model
 
@@ -69,7 +70,7 @@ CHECK = textwrap.dedent("""
     data = load_recall_data(config)
     train, _ = split_data(data, config)
     users = user_feature_table(data, train, data.user_ids(), config)
-    items = _entity_table(data.items, data.item_catalogue(), "item_id")
+    items = entity_table(data.items, data.item_catalogue(), "item_id")
     model = load_model(model_dir)  # unsharded: no strategy in this process
     plain_path = export_saved_model(model, items, out_dir, k=config.export_k,
                                     index="brute_force")
@@ -187,7 +188,8 @@ def test_parameter_server_needs_a_cluster_with_ps(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="needs the TF_CONFIG"):
         make_strategy("parameter_server")
     with pytest.raises(ValueError, match="needs the TF_CONFIG"):
-        run(RecipeConfig(strategy="parameter_server", model_dir=str(tmp_path)), log=lambda _: 0)
+        run(RecipeConfig.from_flat(strategy="parameter_server", model_dir=str(tmp_path)),
+            log=lambda _: 0)
     workers_only = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"]}
     monkeypatch.setenv("TF_CONFIG", tf_config(workers_only, "chief"))
     with pytest.raises(ValueError, match=r"no \['ps'\] job"):
@@ -203,7 +205,7 @@ def test_parameter_server_needs_a_cluster_with_ps(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="not valid JSON"):
         make_strategy("parameter_server")
     with pytest.raises(ValueError, match="frequency='streaming'"):
-        RecipeConfig(strategy="parameter_server", frequency="streaming")
+        RecipeConfig.from_flat(strategy="parameter_server", frequency="streaming")
 
 
 def test_train_without_tf_config_is_a_clear_error(subprocess_env):

@@ -105,7 +105,8 @@ def test_own_csv_data_with_feature_config(tmp_path):
         f"{j},{1.5 * k},a|b{k % 6}" for k, j in enumerate(items)) + "\n")
     fcfg = _write(tmp_path / "features.json",
                   '{"items": {"price": {"kind": "bucketized", "num_buckets": 4}}}')
-    result = run(RecipeConfig(interactions=events, users=ucsv, items=icsv, feature_config=fcfg,
+    result = run(RecipeConfig.from_flat(interactions=events, users=ucsv, items=icsv,
+                                        feature_config=fcfg,
                               epochs=3, batch_size=64, history_items=5,
                               model_dir=str(tmp_path / "run"),
                               index="brute_force", verbose=0), log=lambda *_: None)
@@ -156,7 +157,7 @@ def test_help_documents_every_flag(subprocess_env):
 def test_movielens_latest_small_reference_protocol(ml_latest_small, tmp_path):
     from tfrecall.recipe import RecipeConfig, run
 
-    result = run(RecipeConfig(interactions=str(ml_latest_small / "ratings.csv"), epochs=2,
+    result = run(RecipeConfig.from_flat(interactions=str(ml_latest_small / "ratings.csv"), epochs=2,
                               model_dir=str(tmp_path / "run"), index="brute_force", verbose=0),
                  log=lambda *_: None)
     pop = result.baselines["popularity"]

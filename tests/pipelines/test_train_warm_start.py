@@ -26,7 +26,7 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
                   # Id rows for users as well as the history through the item table: the
                   # warm start grows both vocabularies and carries the shared table once.
                   user_id_embedding=True)
-    run(RecipeConfig(interactions=_log(tmp_path / "old.csv", old_rows), **common),
+    run(RecipeConfig.from_flat(interactions=_log(tmp_path / "old.csv", old_rows), **common),
         log=lambda *_: None)
     old = load_model(str(tmp_path / "run1"))
     old_vocab = list(old.item_tower.encoder.feature_layers[0].vocabulary)
@@ -37,7 +37,7 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
     new_rows = [(f"u{u}", "fresh") for u in range(4) for _ in range(12)]
     new_rows += [(f"u{u}", f"i{(u % 10) * 2}") for u in range(40) for _ in range(2)]
     logs = []
-    result = run(RecipeConfig(interactions=_log(tmp_path / "new.csv", new_rows),
+    result = run(RecipeConfig.from_flat(interactions=_log(tmp_path / "new.csv", new_rows),
                               warm_start_from=str(tmp_path / "run1"),
                               **{**common, "model_dir": str(tmp_path / "run2")}),
                  log=logs.append)

@@ -15,7 +15,7 @@ from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec, TowerConfig
 from tfrecall.io.errors import DataError
 from tfrecall.models import TwoTowerModel
-from tfrecall.recipe import RecipeConfig, save_model
+from tfrecall.recipe import save_model
 from tfrecall.serving import embed_items, embed_users
 
 N_ITEMS = 50
@@ -49,7 +49,7 @@ def trained(tmp_path_factory):
     # Build the towers (as fit does): an unbuilt model saves no weights to restore.
     embed_users(model, users)
     embed_items(model, items)
-    save_model(model, RecipeConfig(model_dir=str(root / "model")))
+    save_model(model, str(root / "model"))
     header = ["item_id", "genre", "price"]
     write_csv(root / "v1.csv", rows, header)
     # The new item: an id the vocabulary never saw (OOV bucket), features of item i0.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Tuple
 
+from tfrecall.config import check_choices, option
 from tfrecall.ids import check_int
 
 VIEWS = ("in_batch", "pointwise", "pairwise", "listwise", "distill")
@@ -19,32 +20,6 @@ PAIRWISE_MODES = ("random", "not_exposed", "head_tail", "segments")
 LIST_MODES = ("sampled", "graded")
 FREQUENCIES = ("exact", "streaming")
 
-FLAG_HELP = {
-    "view": "Training view: in_batch (positives scored against the batch), pointwise "
-            "(positive + sampled negatives as rows), pairwise (positive, negative), listwise "
-            "(positive + list_size-1 negatives, or graded request lists), distill (ranker "
-            "top-N split into list_size segments, one item each, ranker scores as labels).",
-    "negatives": "Comma-separated negative sources: in_batch, uniform, popularity, hard. "
-                 "in_batch view: in_batch plus optional shared uniform/popularity negatives "
-                 "(mixed negative sampling) and per-row hard ones; other views: uniform, "
-                 "popularity, hard. Default: in_batch for the in_batch view, else uniform.",
-    "num_negatives": "Negatives per positive (pointwise, pairwise random: 1); in the "
-                     "in_batch view, uniform/popularity negatives shared by the batch.",
-    "list_size": "Items per list (listwise, distill).",
-    "list_mode": "Listwise lists: sampled (positive + negatives) or graded (logged labels "
-                 "of each request, padded with -1).",
-    "pairwise_mode": "Pairwise triplets: random (negative from --negatives), not_exposed "
-                     "(ranked but not shown), head_tail, segments (two ranker segments).",
-    "hard_negative_window": "Ranker ranks lo,hi (0-based, best first) that hard negatives "
-                            "come from, e.g. 100,500.",
-    "easy_hard_ratio": "Easy:hard negatives, e.g. 100 for 100:1 (Facebook EBR); 0 makes "
-                       "every sampled negative hard.",
-    "popularity_alpha": "Popularity negatives are drawn with weight count^alpha.",
-    "distill_top_n": "Distillation: the ranker's top N of each request are segmented.",
-    "frequency": "In-batch log Q: exact (counts of the training positives) or streaming "
-                 "(Yi et al. 2019 hashed estimator, updated per batch).",
-}
-"""Help strings for pipeline flags, one per `SamplingConfig` field a flag sets."""
 
 
 def parse_negatives(text: str) -> Tuple[str, ...]:
@@ -104,30 +79,50 @@ class SamplingConfig:
         negatives outside the in_batch view), naming the field and value.
     """
 
-    view: str = "in_batch"
-    negatives: Optional[Tuple[str, ...]] = None
-    num_negatives: int = 3
-    list_size: int = 8
-    list_mode: str = "sampled"
-    pairwise_mode: str = "random"
+    view: str = option(
+        "in_batch",
+        "Training view: in_batch (positives scored against the batch), pointwise (positive + "
+        "sampled negatives as rows), pairwise (positive, negative), listwise (positive + "
+        "list_size-1 negatives, or graded request lists), distill (ranker top-N split into "
+        "list_size segments, one item each, ranker scores as labels).", choices=VIEWS)
+    negatives: Optional[Tuple[str, ...]] = option(
+        None,
+        "Comma-separated negative sources: in_batch, uniform, popularity, hard. in_batch view: "
+        "in_batch plus optional shared uniform/popularity negatives (mixed negative sampling) "
+        "and per-row hard ones; other views: uniform, popularity, hard.", type=str)
+    num_negatives: int = option(
+        3, "Negatives per positive (pointwise, pairwise random: 1); in the in_batch view, "
+        "uniform/popularity negatives shared by the batch.")
+    list_size: int = option(8, "Items per list (listwise, distill).")
+    list_mode: str = option(
+        "sampled", "Listwise lists: sampled (positive + negatives) or graded (logged labels "
+        "of each request, padded with -1).", choices=LIST_MODES)
+    pairwise_mode: str = option(
+        "random", "Pairwise triplets: random (negative from --negatives), not_exposed (ranked "
+        "but not shown), head_tail, segments (two ranker segments).", choices=PAIRWISE_MODES)
     pairwise_segments: int = 5
-    popularity_alpha: float = 0.75
-    hard_negative_window: Tuple[int, int] = (100, 500)
-    easy_hard_ratio: float = 100.0
-    distill_top_n: int = 400
-    log_q: bool = True
-    frequency: str = "exact"
+    popularity_alpha: float = option(
+        0.75, "Popularity negatives are drawn with weight count^alpha.")
+    hard_negative_window: Tuple[int, int] = option(
+        (100, 500), "Ranker ranks lo,hi (0-based, best first) that hard negatives come "
+        "from, e.g. 100,500.", item=int)
+    easy_hard_ratio: float = option(
+        100.0, "Easy:hard negatives, e.g. 100 for 100:1 (Facebook EBR); 0 makes every "
+        "sampled negative hard.")
+    distill_top_n: int = option(
+        400, "Distillation: the ranker's top N of each request are segmented.")
+    log_q: bool = option(
+        True, "Correct training logits by log Q(item) (sampling-bias correction).")
+    frequency: str = option(
+        "exact", "In-batch log Q: exact (counts of the training positives) or streaming "
+        "(Yi et al. 2019 hashed estimator, updated per batch).", choices=FREQUENCIES)
     seed: int = 0
     shuffle: bool = True
     drop_remainder: bool = False
 
     def __post_init__(self):
         setattr_ = object.__setattr__
-        for name, allowed in (("view", VIEWS), ("list_mode", LIST_MODES),
-                              ("pairwise_mode", PAIRWISE_MODES), ("frequency", FREQUENCIES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"SamplingConfig.{name} must be one of {allowed}, "
-                                 f"got {getattr(self, name)!r}")
+        check_choices(self, "SamplingConfig.")
         for name, minimum in (("num_negatives", 1), ("pairwise_segments", 2),
                               ("distill_top_n", 1), ("seed", 0)):
             check_int(f"SamplingConfig.{name}", getattr(self, name), minimum)
