@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 
 from absl import app, flags
 
+from tfrecall._backend import tf
+
 USER_ERRORS = (ValueError, OSError, FloatingPointError)  # DataError is a ValueError
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -44,8 +46,6 @@ def probe_devices() -> None:
     The line is written by C++ straight to file descriptor 2, so Python's `sys.stderr`
     cannot filter it; descriptor 2 is pointed at a temporary file for the probe.
     """
-    from tfrecall._backend import tf
-
     if has_nvidia_device():  # a GPU machine: a cuInit failure there is a real error
         tf.config.list_physical_devices()
         return
