@@ -13,7 +13,8 @@ from absl import flags
 from tfrecall.recipe.config import UNSET_NEGATIVES_HELP, RecipeConfig, flat_fields
 
 
-def define_recipe_flags(flag_values=flags.FLAGS) -> None:
+def define_recipe_flags(flag_values=flags.FLAGS) -> list:
+    """Defines a flag per settable field; returns their names."""
     defaults = RecipeConfig().flat()
     for name, field in flat_fields().items():
         meta = field.metadata
@@ -35,6 +36,7 @@ def define_recipe_flags(flag_values=flags.FLAGS) -> None:
             flags.DEFINE_float(name, default, text, **kw)
         else:
             flags.DEFINE_string(name, default, text, **kw)
+    return list(flat_fields())
 
 
 def config_from_flags(flag_values=flags.FLAGS, **replace) -> RecipeConfig:

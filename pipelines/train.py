@@ -30,7 +30,8 @@ from tfrecall.cluster import SERVER_TASKS, serve, task_of
 from tfrecall.evaluation.report import format_table
 from tfrecall.recipe import run
 
-define_recipe_flags()
+for _name in define_recipe_flags():
+    flags.declare_key_flag(_name)  # this program's flags: errors name them as --flags
 FLAGS = flags.FLAGS
 
 

@@ -132,7 +132,7 @@ def test_function_level_imports_are_only_optional_dependencies():
 def test_the_checks_see_a_circle_and_a_wrong_way_import():
     # The checks themselves can fail: a circle and an upward import are found.
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
-    layers = {"tfrecall.io": 2, "tfrecall.recipe": 11}
+    layers = {"tfrecall.io": 2, "tfrecall.recipe": 10}
     assert _package("tfrecall.io.readers", layers) == "tfrecall.io"
     assert layers[_package("tfrecall.recipe.job", layers)] > layers["tfrecall.io"]
 

@@ -29,6 +29,7 @@ FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucket
 
 STRING_KINDS = ("id", "categorical", "multi_categorical", "history")
 """Kinds whose raw values are strings ("" = missing); the others are numbers (NaN)."""
+NUMERIC_KINDS = tuple(k for k in FEATURE_KINDS if k not in STRING_KINDS)
 # Python's str.strip() whitespace (every c with c.isspace()) as an RE2 class: the CSV
 # readers strip fields with str.strip(), and the graph (tf_csv, the id layers at
 # training and serving) strips with this, so an id is the same string on every path.

@@ -10,8 +10,6 @@ from typing import Tuple
 
 import numpy as np
 
-from tfrecall.io.schema import RecallData
-
 
 def check_int(name: str, value, minimum: int, allow_none: bool = False) -> None:
     """ValueError ``"{name} must be an integer >= {minimum}, got {value!r}"`` unless
@@ -43,8 +41,9 @@ def catalogue_index(catalogue: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.where(found, order[at], -1).astype(np.int64).reshape(query.shape)
 
 
-def positive_counts(train: RecallData, catalogue: np.ndarray) -> np.ndarray:
-    """``(N,)`` int64 number of training positives of each catalogue item."""
+def positive_counts(train, catalogue: np.ndarray) -> np.ndarray:
+    """``(N,)`` int64 number of training positives of each catalogue item (``train``: a
+    `tfrecall.io.schema.RecallData`)."""
     inter = train.interactions
     pos = np.asarray(inter["item_id"], dtype=object)[np.asarray(inter["positive"], bool)]
     idx = catalogue_index(catalogue, pos)
@@ -66,7 +65,13 @@ def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(top, order, axis=1)
 
 
-def codes(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """``(distinct, code)``: the sorted distinct values and each value's position in them."""
-    distinct, code = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
-    return distinct.astype(object), code.astype(np.int64)
+def first_appearance_codes(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """``(first, code)``: ``code[i]`` numbers the distinct value of ``values[i]`` (as str)
+    by first appearance (0, 1, ...); ``first[c]`` is the row where code ``c`` first
+    appears (increasing). Requests renumbered so that lists follow the log."""
+    _, first, inverse = np.unique(np.asarray(values).astype(str), return_index=True,
+                                  return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(first), np.int64)
+    rank[order] = np.arange(len(first))
+    return first[order].astype(np.int64), rank[inverse.reshape(-1)]

@@ -47,7 +47,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfrecall.ids import top_k_rows
+from tfrecall.ids import first_appearance_codes, top_k_rows
 from tfrecall.io.schema import DEFAULT_EVENT_LABELS, RecallData
 from tfrecall.sampling.requests import RankerLists
 
@@ -455,12 +455,7 @@ def ranker_lists(world: SyntheticWorld, top_n: int = 500, seed: Optional[int] = 
         raise ValueError(f"top_n must be an integer >= 1, got {top_n!r}")
     inter = world.data.interactions
     rng = np.random.default_rng([world.config.seed, 1] if seed is None else seed)
-    req_names, first, req_code = np.unique(inter["request_id"].astype(str), return_index=True,
-                                           return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    req_code = rank[req_code.reshape(-1)]
-    first = np.sort(first)
+    first, req_code = first_appearance_codes(inter["request_id"])
     req_user = world.user_rows(inter["user_id"][first])
     row_item = world.item_rows(inter["item_id"])
     num_items = len(world.item_ids)

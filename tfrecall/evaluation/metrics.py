@@ -33,10 +33,6 @@ import numpy as np
 from tfrecall.ids import top_k_rows
 
 
-def _index(ids: np.ndarray) -> Dict[str, int]:
-    return {v: i for i, v in enumerate(ids.tolist())}
-
-
 def group_pairs(
     user_ids: np.ndarray, item_ids: np.ndarray, user_index: Mapping, item_index: Mapping
 ) -> Dict[int, set]:

@@ -23,6 +23,7 @@ import numpy as np
 
 from tfrecall._backend import keras, register, tf
 from tfrecall.config import WHITESPACE_RE2
+from tfrecall.ids import check_int
 
 # StringLookup's OOV token must not be a real value, else a vocabulary entry equal to
 # it is silently dropped and every later index shifts (checked: "[UNK]" in the
@@ -139,13 +140,6 @@ def ids_to_strings(inputs, what: str) -> tf.Tensor:
     )
 
 
-def _check_int(name: str, value, minimum: int, allow_none: bool, owner: str) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
-
-
 class _LookupEmbedding(keras.layers.Layer):
     """Shared state of the two id embeddings: a lookup (vocabulary or hash) + a table.
 
@@ -166,11 +160,11 @@ class _LookupEmbedding(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         owner = f"{type(self).__name__} {self.name!r}"
-        _check_int("embedding_dim", embedding_dim, 1, False, owner)
-        _check_int("num_oov_buckets", num_oov_buckets, 1, False, owner)
-        _check_int("hash_buckets", hash_buckets, 1, True, owner)
-        _check_int("max_tokens", max_tokens, 1, True, owner)
-        _check_int("min_count", min_count, 1, False, owner)
+        check_int(f"{owner}: embedding_dim", embedding_dim, 1, False)
+        check_int(f"{owner}: num_oov_buckets", num_oov_buckets, 1, False)
+        check_int(f"{owner}: hash_buckets", hash_buckets, 1, True)
+        check_int(f"{owner}: max_tokens", max_tokens, 1, True)
+        check_int(f"{owner}: min_count", min_count, 1, False)
         if hash_buckets is not None and vocabulary is not None:
             raise ValueError(f"{owner}: give either vocabulary or hash_buckets, not both")
         self.embedding_dim = int(embedding_dim)

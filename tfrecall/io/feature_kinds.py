@@ -31,12 +31,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from tfrecall.config import FEATURE_KINDS, STRING_KINDS, FeatureSpec
+from tfrecall.config import FEATURE_KINDS, NUMERIC_KINDS, FeatureSpec
 from tfrecall.io.errors import DataError, PathLike
 from tfrecall.io.schema import Table
 
 DROP = "drop"
-NUMERIC_KINDS = tuple(k for k in FEATURE_KINDS if k not in STRING_KINDS)
 CONFIG_SECTIONS = ("users", "items")
 MULTI_VALUE_SEPARATOR = "|"
 

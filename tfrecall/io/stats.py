@@ -46,9 +46,11 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from tfrecall.config import NUMERIC_KINDS
+from tfrecall.ids import check_int
+
 DEFAULT_CAPACITY = 1_000_000
 DEFAULT_SAMPLE_SIZE = 100_000
-_NUMERIC_KINDS = ("continuous", "bucketized")
 
 
 def _signed_log1p(x: np.ndarray) -> np.ndarray:
@@ -58,8 +60,7 @@ def _signed_log1p(x: np.ndarray) -> np.ndarray:
 
 
 def _check_int(owner: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{owner}: {name} must be an integer >= {minimum}, got {value!r}")
+    check_int(f"{owner}: {name}", value, minimum)
     return int(value)
 
 
@@ -353,7 +354,7 @@ class StreamingStats:
         """The stats a `FeatureEncoder` of these `FeatureSpec`s needs (kwargs as `__init__`)."""
         strings = [s.name for s in specs if s.kind in ("id", "categorical")]
         multi = {s.name: s.separator for s in specs if s.kind == "multi_categorical"}
-        numbers = [s.name for s in specs if s.kind in _NUMERIC_KINDS]
+        numbers = [s.name for s in specs if s.kind in NUMERIC_KINDS]
         return cls(strings, numbers, multi, **kwargs)
 
     @property

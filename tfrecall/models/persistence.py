@@ -11,7 +11,7 @@ import numpy as np
 
 from tfrecall._backend import keras
 from tfrecall.models.two_tower import TwoTowerModel
-from tfrecall.models.warm_start import default_batch
+from tfrecall.models.warm_start import default_batch, model_spec
 
 RECIPE_FILE = "recipe.json"
 CATALOGUE_FILE = "catalogue.json"
@@ -25,13 +25,8 @@ def save_model(model: TwoTowerModel, model_dir: str, recipe: Optional[dict] = No
     if catalogue is not None:
         with open(os.path.join(model_dir, CATALOGUE_FILE), "w") as f:
             json.dump([str(i) for i in catalogue.tolist()], f)
-    spec = keras.saving.serialize_keras_object(model)
-    # Keras' build/compile records hold nested input shapes it cannot rebuild from for a
-    # subclassed model with dict inputs; the weights restore lazily without them.
-    spec.pop("build_config", None)
-    spec.pop("compile_config", None)
     with open(os.path.join(model_dir, "model.json"), "w") as f:
-        json.dump(spec, f)
+        json.dump(model_spec(model), f)
     if recipe is not None:
         with open(os.path.join(model_dir, RECIPE_FILE), "w") as f:
             json.dump(recipe, f, indent=2)

@@ -62,9 +62,7 @@ def warm_start(
     Returns:
       The warm-started model, built, with every variable copied from `old`.
     """
-    spec = copy.deepcopy(keras.saving.serialize_keras_object(old))
-    for key in ("build_config", "compile_config"):
-        spec.pop(key, None)
+    spec = copy.deepcopy(model_spec(old))
     config = spec["config"]
     if in_batch_negatives is not None:
         config["in_batch_negatives"] = bool(in_batch_negatives)
@@ -96,6 +94,16 @@ def warm_start(
         else:
             raise ValueError(f"warm start: cannot carry {was.name} {a} into {now.name} {b}")
     return new
+
+
+def model_spec(model) -> dict:
+    """The model's Keras serialization without its build/compile records, which hold
+    nested input shapes Keras cannot rebuild a subclassed model with dict inputs from;
+    the weights restore lazily without them."""
+    spec = keras.saving.serialize_keras_object(model)
+    spec.pop("build_config", None)
+    spec.pop("compile_config", None)
+    return spec
 
 
 def default_batch(model) -> dict:

@@ -28,11 +28,11 @@ DEFAULT_IN_BATCH_NEGATIVES = ("in_batch", "uniform")
 DEFAULT_SHARED_NEGATIVES = 256  # uniform negatives shared by an in_batch batch
 DEFAULT_NEGATIVES_PER_POSITIVE = SamplingConfig().num_negatives  # pointwise 1:3
 UNSET_NEGATIVES_HELP = {
-    "negatives": f"Unset: {','.join(DEFAULT_IN_BATCH_NEGATIVES)} (mixed) for the in_batch "
-                 "view, else uniform.",
-    "num_negatives": f"Unset: {DEFAULT_SHARED_NEGATIVES} shared (at most the catalogue) in "
-                     f"the in_batch view, {DEFAULT_NEGATIVES_PER_POSITIVE} per positive "
-                     "elsewhere.",
+    "negatives": f"Default (unset): {','.join(DEFAULT_IN_BATCH_NEGATIVES)} (mixed) for the "
+                 "in_batch view, else uniform.",
+    "num_negatives": f"Default (unset): {DEFAULT_SHARED_NEGATIVES} shared (at most the "
+                     f"catalogue) in the in_batch view, {DEFAULT_NEGATIVES_PER_POSITIVE} per "
+                     "positive elsewhere.",
 }
 SPLITS = ("random", "temporal", "leave_last")
 WORLDS = ("default", "longtail")  # built-in synthetic worlds (no download)

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfrecall.ids import catalogue_index, check_int
+from tfrecall.ids import catalogue_index, check_int, first_appearance_codes
 from tfrecall.io.schema import RecallData
 
 _LOG = logging.getLogger(__name__)
@@ -71,12 +71,8 @@ def graded_lists(data: RecallData, list_size: int) -> GradedLists:
         raise ValueError(f"listwise mode 'graded' needs a 'request_id' column in the "
                          f"interactions of {data.name!r}; columns are {sorted(inter)}")
     n = data.num_interactions
-    req_str = np.asarray(inter["request_id"]).astype(str)
-    _, first, inverse = np.unique(req_str, return_index=True, return_inverse=True)
-    # Renumber requests by first appearance so lists follow the log.
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    req = rank[inverse.reshape(-1)]
+    # Requests numbered by first appearance so lists follow the log.
+    first, req = first_appearance_codes(inter["request_id"])
     num_req = len(first)
 
     _, user_code = np.unique(np.asarray(inter["user_id"]).astype(str), return_inverse=True)
@@ -85,7 +81,6 @@ def graded_lists(data: RecallData, list_size: int) -> GradedLists:
     umax = np.full(num_req, -1)
     np.minimum.at(umin, req, user_code)
     np.maximum.at(umax, req, user_code)
-    first = np.sort(first)  # request (by first appearance) -> its first row
     if np.any(umin != umax):
         bad = first[np.flatnonzero(umin != umax)[0]]
         raise ValueError(f"request {inter['request_id'][bad]!r} of {data.name!r} has rows "
@@ -221,12 +216,8 @@ class RankerLists:
                              "must have one entry per row")
         keep = ~np.isnan(scores)
         req, users, items, scores = req[keep], users[keep], items[keep], scores[keep]
-        _, first, code = np.unique(req.astype(str), return_index=True, return_inverse=True)
-        rank = np.empty(len(first), np.int64)
-        rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-        code = rank[code.reshape(-1)]
+        first, code = first_appearance_codes(req)
         num_req = len(first)
-        first = np.sort(first)
         _, ucode = np.unique(users.astype(str), return_inverse=True)
         lo = np.full(num_req, np.iinfo(np.int64).max)
         hi = np.full(num_req, -1)

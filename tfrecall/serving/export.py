@@ -59,7 +59,6 @@ from tfrecall.features.embeddings import strip_ids
 from tfrecall.models.embed import embed_items, embed_table, embed_users  # noqa: F401
 from tfrecall.serving import versions
 from tfrecall.serving.index import INDEX_KINDS, build_index
-from tfrecall.serving.versions import next_version  # noqa: F401  (public since v0.1)
 
 METADATA_FILE = "tfrecall_export.json"
 EXCLUDE_INPUT = "exclude_item_ids"
