@@ -28,7 +28,7 @@ from tfrecall.evaluation.metrics import (
     group_pairs,
 )
 from tfrecall.io.schema import RecallData
-from tfrecall.models.embed import embed_items, embed_users
+from tfrecall.models.embed import embed_items, embed_users, feature_column
 
 
 @dataclasses.dataclass
@@ -246,12 +246,8 @@ def evaluate_export(
         for name, spec in specs.items():
             if name == "exclude_item_ids":
                 continue
-            col = user_table.get(name)
-            if spec.dtype == tf.string:
-                values = col[batch].astype(str) if col is not None else np.full(len(batch), "")
-            else:
-                values = (col[batch] if col is not None else np.full(len(batch), np.nan))
-            feed[name] = tf.constant(np.asarray(values, spec.dtype.as_numpy_dtype))
+            feed[name] = tf.constant(feature_column(user_table, name, spec.dtype, batch,
+                                                    len(batch)))
         if use_exclude:
             rows = [sorted(eval_set.exclude.get(u, ())) for u in batch.tolist()]
             width = max(1, max(len(r) for r in rows))

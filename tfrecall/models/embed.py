@@ -19,7 +19,9 @@ def embed_table(tower, table: Mapping[str, np.ndarray], batch_size: int = 4096) 
     out = []
     for start in range(0, n, batch_size):
         batch = {
-            name: tf.constant(_column(table, name, spec, start, batch_size, n))
+            name: tf.constant(feature_column(table, name, spec.dtype,
+                                             slice(start, min(start + batch_size, n)),
+                                             min(batch_size, n - start)))
             for name, spec in sig.items()
         }
         out.append(tower(batch, training=False).numpy())
@@ -36,13 +38,16 @@ def embed_users(model, users: Mapping[str, np.ndarray], batch_size: int = 4096) 
     return embed_table(model.user_tower, users, batch_size)
 
 
-def _column(table, name, spec, start, size, n):
-    """A slice of a column, or the missing-value default when the table lacks the column."""
-    stop = min(start + size, n)
-    if name in table:
-        values = table[name][start:stop]
+def feature_column(table: Mapping[str, np.ndarray], name: str, dtype: tf.DType, rows,
+                   num_rows: int) -> np.ndarray:
+    """Column ``name`` of ``table`` at ``rows`` (a slice or indices of ``num_rows`` rows) as
+    ``dtype`` wants it: str, or float32; the missing value ("" or NaN) where the table
+    lacks the column."""
+    column = table.get(name)
+    if column is not None:
+        values = np.asarray(column)[rows]
     else:
-        values = np.full(stop - start, "" if spec.dtype == tf.string else np.nan, dtype=object)
-    if spec.dtype == tf.string:
+        values = np.full(num_rows, "" if dtype == tf.string else np.nan, dtype=object)
+    if dtype == tf.string:
         return np.asarray(values, dtype=object).astype(str).astype(object)
     return np.asarray(values, dtype=np.float32)
