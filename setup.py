@@ -13,13 +13,16 @@ setup(
     install_requires=[
         "tensorflow~=2.20.0",
         "tf-keras~=2.20.0",
-        "tensorflow-recommenders==0.7.7",
         "scann~=1.4.2",
         "numpy",
         "absl-py",
         "matplotlib",  # the Recall@K plot of pipelines.evaluate
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6", "hypothesis>=6"],
+        # No tfrecall module imports TFRS: its users bring it, and tfrecall works with their
+        # models (docs/from_tfrs.md); the tests cross-check against it.
+        "tfrs": ["tensorflow-recommenders==0.7.7"],
+        "test": ["tensorflow-recommenders==0.7.7", "pytest>=8", "pytest-xdist>=3", "ruff>=0.6",
+                 "hypothesis>=6"],
     },
 )

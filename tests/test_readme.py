@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
+from main_job import check_main_job
 
 README = (REPO / "README.md").read_text()
 
@@ -65,11 +66,14 @@ def test_readme_commands_run_in_order_as_written(tmp_path, subprocess_env):
     assert modules == ["pipelines.train", "pipelines.evaluate", "pipelines.evaluate",
                        "pipelines.train", "pipelines.train", "pipelines.export"], commands
     write_own_data(tmp_path)
-    for command in commands:
+    for number, command in enumerate(commands):
         args = shlex.split(command)
         out = subprocess.run([sys.executable, *args[1:]], capture_output=True, text=True,
                              env=subprocess_env, cwd=tmp_path, timeout=900)
         assert out.returncode == 0, (command, out.stderr[-3000:])
+        if number == 0:  # the main job: the figures README and BENCHMARKS claim
+            assert args[1:] == ["-m", "pipelines.train"], command
+            check_main_job(out, tmp_path / "runs" / "default", subprocess_env)
         assert "Traceback" not in out.stderr and "cuInit" not in out.stderr, command
         print(command, "->", out.stdout.strip().splitlines()[-1][:200])
     # Each training run has its own model_dir; the exports of one model share a base dir.
