@@ -11,8 +11,9 @@ import numpy as np
 from conftest import REPO
 
 
-def check_main_job(out, run_dir, subprocess_env):
-    """The main job's claims, from its completed process `out` and its model_dir."""
+def check_main_job(out, run_dir, subprocess_env, cwd):
+    """The main job's claims, from its completed process `out` (run in `cwd`) and its
+    model_dir."""
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert "recall@100" in out.stdout and "popularity" in out.stdout
@@ -29,7 +30,7 @@ def check_main_job(out, run_dir, subprocess_env):
     assert 1 <= val["best_epoch"] <= val["epochs_run"] <= 30
     assert val["recall_curve"][val["best_epoch"] - 1] == max(val["recall_curve"])
     assert summary["examples_per_sec"] > 0 and summary["wall_seconds"] > 0
-    export = summary["export_path"]
+    export = os.path.join(cwd, summary["export_path"])
     assert os.path.isfile(os.path.join(export, "saved_model.pb"))
     assert os.listdir(os.path.join(run_dir, "checkpoints"))
     assert os.listdir(os.path.join(run_dir, "logs"))

@@ -73,7 +73,7 @@ def test_readme_commands_run_in_order_as_written(tmp_path, subprocess_env):
         assert out.returncode == 0, (command, out.stderr[-3000:])
         if number == 0:  # the main job: the figures README and BENCHMARKS claim
             assert args[1:] == ["-m", "pipelines.train"], command
-            check_main_job(out, tmp_path / "runs" / "default", subprocess_env)
+            check_main_job(out, tmp_path / "runs" / "default", subprocess_env, tmp_path)
         assert "Traceback" not in out.stderr and "cuInit" not in out.stderr, command
         print(command, "->", out.stdout.strip().splitlines()[-1][:200])
     # Each training run has its own model_dir; the exports of one model share a base dir.
