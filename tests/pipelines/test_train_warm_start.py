@@ -33,9 +33,13 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
     old_table = old.item_tower.encoder.feature_layers[0].embeddings.numpy()
     assert "fresh" not in old_vocab
 
-    # New log: users u0..u3 now take a new item "fresh" (and their old favourites).
-    new_rows = [(f"u{u}", "fresh") for u in range(4) for _ in range(12)]
-    new_rows += [(f"u{u}", f"i{(u % 10) * 2}") for u in range(40) for _ in range(2)]
+    # New log: one taste group (u0, u10, u20, u30: items i0/i1) now takes a new item
+    # "fresh"; everyone keeps an old favourite.
+    group = [0, 10, 20, 30]
+    new_rows = [(f"u{u}", "fresh") for u in group for _ in range(3)]
+    new_rows += [(f"u{u}", f"i{(u % 10) * 2 + k}") for u in range(40) if u % 10 < 8
+                 for k in (0, 1) for _ in range(2)]  # 16 rows per old item, 12 for the new
+    # (groups 8 and 9 are absent: their items i16..i19 are only in the old log)
     logs = []
     result = run(RecipeConfig.from_flat(interactions=_log(tmp_path / "new.csv", new_rows),
                               warm_start_from=str(tmp_path / "run1"),
@@ -53,13 +57,16 @@ def test_warm_start_grows_vocabularies_keeps_old_rows_and_retrieves_new_items(tm
     assert new_vocab[: len(old_vocab)] == old_vocab and new_vocab[-1] == "fresh"
     assert new.item_tower.encoder.feature_layers[0].embeddings.shape[0] == old_table.shape[0] + 1
     # The new export serves the new item to the users who took it, and still knows the
-    # old items that the new log never mentions (i1, i3, ... appear only in the old log).
+    # old items that the new log never mentions (i16..i19 appear only in the old log).
     sig = tf.saved_model.load(result.export_path).signatures["serving_default"]
-    history = tf.constant([f"i{(u % 10) * 2}" for u in range(4)])  # their old favourites
-    out = sig(user_id=tf.constant(["u0", "u1", "u2", "u3"]), history=history)["item_ids"]
-    out = out.numpy().astype(str)
-    assert all("fresh" in row for row in out.tolist())
+    others = [1, 2, 3, 5]
+    users = group + others
+    history = tf.constant([f"i{(u % 10) * 2}" for u in users])  # their old favourites
+    out = sig(user_id=tf.constant([f"u{u}" for u in users]), history=history)["item_ids"]
+    top3 = out.numpy().astype(str)[:, :3].tolist()
+    assert all("fresh" in row for row in top3[:4])  # the group that took it: in its top 3
+    assert sum("fresh" in row for row in top3[4:]) <= 1  # the other groups: mostly not
     item_sig = tf.saved_model.load(result.export_path).signatures["item_embedding"]
-    assert item_sig(item_id=tf.constant(["i1"]))["embedding"].shape == (1, 64)
+    assert item_sig(item_id=tf.constant(["i17"]))["embedding"].shape == (1, 64)
     catalogue = tf.saved_model.load(result.export_path).item_ids.numpy().astype(str)
-    assert {"i1", "fresh"} <= set(catalogue.tolist())
+    assert {"i17", "fresh"} <= set(catalogue.tolist())
