@@ -105,7 +105,7 @@ def train_step_rate(data, config: recipe.RecipeConfig, steps: int):
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss=recipe.make_loss(config.loss))
     ds = TrainingSamples(train, catalogue, users, items,
-                         dataclasses.replace(run_sampling(config, False, len(catalogue)),
+                         dataclasses.replace(run_sampling(config, len(catalogue)),
                                              drop_remainder=True),
                          config.batch_size).dataset
     batches = list(ds.repeat().take(steps))

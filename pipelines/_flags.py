@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from tfrecall.recipe.config import UNSET_NEGATIVES_HELP, RecipeConfig, flat_fields
+from tfrecall.recipe.config import RECIPE_HELP, UNSET_NEGATIVES_HELP, RecipeConfig, flat_fields
 
 
 def define_recipe_flags(flag_values=flags.FLAGS) -> list:
@@ -22,6 +22,8 @@ def define_recipe_flags(flag_values=flags.FLAGS) -> list:
         default = defaults[name]
         if name in UNSET_NEGATIVES_HELP:  # unset: the recipe's default for the view
             text, default = f"{text} {UNSET_NEGATIVES_HELP[name]}", None
+        if name in RECIPE_HELP:
+            text = f"{text} {RECIPE_HELP[name]}"
         kind = meta["type"] or type(default)
         kw = {"flag_values": flag_values}
         if meta["choices"] is not None:

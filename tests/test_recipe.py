@@ -41,16 +41,29 @@ def _log(pairs):
     ({"view": "listwise", "loss": "kl", "num_negatives": 5}, 40, ("uniform", 5)),
 ])
 def test_resolve_negatives(kwargs, catalogue, want):
-    sampling = run_sampling(RecipeConfig.from_flat(**kwargs), False, catalogue)
+    sampling = run_sampling(RecipeConfig.from_flat(**kwargs), catalogue)
     assert (",".join(sampling.negatives), sampling.num_negatives) == want
 
 
 def test_sampling_config_carries_the_resolved_defaults():
-    sampling = run_sampling(RecipeConfig(seed=7), True, catalogue_size=100)
+    sampling = run_sampling(RecipeConfig(seed=7), catalogue_size=100)
     assert sampling.negatives == ("in_batch", "uniform") and sampling.num_negatives == 100
     assert sampling.seed == 7 and sampling.log_q
     assert RecipeConfig.from_flat(view="pointwise", loss="bce").sampling.num_negatives == 3
     assert RecipeConfig() == RecipeConfig.from_flat()
+
+
+@pytest.mark.parametrize("loss, view, log_q, want", [
+    ("softmax", "in_batch", True, True), ("softmax", "in_batch", False, False),
+    ("nce", "in_batch", False, True), ("sampled_softmax", "listwise", False, True),
+    # NEG is NCE without the correction: log Q would silently turn it into NCE.
+    ("neg", "in_batch", True, False), ("neg", "listwise", True, False),
+    ("bpr", "pairwise", True, False), ("bce", "pointwise", True, False),
+    ("kl", "listwise", True, False),
+])
+def test_log_q_follows_the_loss_definition(loss, view, log_q, want):
+    config = RecipeConfig.from_flat(loss=loss, view=view, log_q=log_q)
+    assert run_sampling(config, 1000).log_q is want
 
 
 def test_bad_num_negatives_and_min_count_name_the_field():

@@ -54,9 +54,21 @@ def test_excluded_target_is_dropped_and_unknown_item_is_a_miss():
     assert m["recall@1"] == pytest.approx(2 / 3)
 
 
-def test_k_larger_than_catalogue_and_batching_agree():
+def test_k_larger_than_catalogue_ranks_everything():
     big = evaluate_embeddings(USERS, ITEMS, TARGETS, EXCLUDE, ks=(10,), batch_size=1)
     assert big["recall@10"] == pytest.approx(1.0)
+
+
+def test_batching_gives_the_same_figures_at_k_below_the_catalogue():
+    rng = np.random.default_rng(1)
+    users, items = rng.normal(size=(23, 6)), rng.normal(size=(50, 6))
+    targets = {u: set(rng.choice(50, 4, replace=False).tolist()) for u in range(23)}
+    exclude = {u: set(rng.choice(50, 6, replace=False).tolist()) for u in range(23)}
+    runs = [evaluate_embeddings(users, items, targets, exclude, ks=(5, 10), batch_size=b)
+            for b in (1, 4, 7, 1000)]
+    assert 0 < runs[0]["recall@5"] < runs[0]["recall@10"] < 1  # K cuts the ranking
+    for other in runs[1:]:
+        assert other == pytest.approx(runs[0], abs=1e-12)
 
 
 def test_matches_numpy_full_sort_reference():

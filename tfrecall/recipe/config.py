@@ -27,6 +27,12 @@ from tfrecall.serving.index import INDEX_KINDS
 DEFAULT_IN_BATCH_NEGATIVES = ("in_batch", "uniform")
 DEFAULT_SHARED_NEGATIVES = 256  # uniform negatives shared by an in_batch batch
 DEFAULT_NEGATIVES_PER_POSITIVE = SamplingConfig().num_negatives  # pointwise 1:3
+# What the recipe adds to a sampler field's help (pipelines/_flags.py appends it); unset
+# negatives / num_negatives take these view defaults.
+RECIPE_HELP = {
+    "log_q": "The recipe applies it to the softmax loss; NCE and sampled softmax always "
+             "use it, the other losses never (their definitions score raw similarities).",
+}
 UNSET_NEGATIVES_HELP = {
     "negatives": f"Default (unset): {','.join(DEFAULT_IN_BATCH_NEGATIVES)} (mixed) for the "
                  "in_batch view, else uniform.",
@@ -40,21 +46,26 @@ STRATEGIES = cluster.STRATEGIES
 SIMILARITIES = ("cosine", "dot")
 OPTIMIZERS = ("adam", "adagrad", "sgd")
 
-# Loss name -> (class in tfrecall.losses, the views it trains on).
+# Loss name -> (class in tfrecall.losses, the views it trains on, its log Q). Log Q is
+# subtracted from the logits where the loss's definition asks for it: "required" (NCE and
+# sampled softmax are defined on corrected logits), "optional" (the in-batch / listwise
+# softmax of DSSM, corrected as Yi et al. 2019 when `log_q` is on), "never" (NEG, the
+# pairwise, pointwise and listwise ranking losses score raw similarities: corrected logits
+# would turn NEG into NCE and shift BPR's margins by popularity).
 LOSSES = {
-    "softmax": ("SoftmaxLoss", ("in_batch", "listwise")),
-    "sampled_softmax": ("SampledSoftmaxLoss", ("in_batch", "listwise")),
-    "kl": ("KLLoss", ("listwise", "distill")),
-    "listnet": ("ListNetLoss", ("listwise", "distill")),
-    "listmle": ("ListMLELoss", ("listwise", "distill")),
-    "hinge": ("TripletHingeLoss", ("pairwise", "listwise")),
-    "logistic": ("TripletLogisticLoss", ("pairwise", "listwise")),
-    "bpr": ("BPRLoss", ("pairwise", "listwise")),
-    "bce": ("PointwiseBCELoss", ("pointwise", "listwise")),
+    "softmax": ("SoftmaxLoss", ("in_batch", "listwise"), "optional"),
+    "sampled_softmax": ("SampledSoftmaxLoss", ("in_batch", "listwise"), "required"),
+    "kl": ("KLLoss", ("listwise", "distill"), "never"),
+    "listnet": ("ListNetLoss", ("listwise", "distill"), "never"),
+    "listmle": ("ListMLELoss", ("listwise", "distill"), "never"),
+    "hinge": ("TripletHingeLoss", ("pairwise", "listwise"), "never"),
+    "logistic": ("TripletLogisticLoss", ("pairwise", "listwise"), "never"),
+    "bpr": ("BPRLoss", ("pairwise", "listwise"), "never"),
+    "bce": ("PointwiseBCELoss", ("pointwise", "listwise"), "never"),
     # NEG/NCE score a list that holds a positive and its negatives together, so they need
     # lists (or the in-batch matrix), not the pointwise view's one-item rows.
-    "neg": ("NegativeSamplingLoss", ("listwise", "in_batch")),
-    "nce": ("NCELoss", ("in_batch", "listwise")),
+    "neg": ("NegativeSamplingLoss", ("listwise", "in_batch"), "never"),
+    "nce": ("NCELoss", ("in_batch", "listwise"), "required"),
 }
 
 # Settings that change where outputs go or what is printed, not what training produces:
@@ -352,12 +363,18 @@ def needs_ranker(config: RecipeConfig) -> bool:
             or sampling.pairwise_mode in ("not_exposed", "head_tail", "segments"))
 
 
-def run_sampling(config: RecipeConfig, requires_log_q: bool, catalogue_size: int,
-                 ) -> SamplingConfig:
-    """The run's `SamplingConfig`: the recipe's seed, log Q on where the loss needs it, and
-    shared negatives capped at the catalogue's size."""
+def uses_log_q(config: RecipeConfig) -> bool:
+    """Whether the run's logits are corrected by log Q: as the loss's definition says
+    (`LOSSES`), and for the softmax as ``sampling.log_q`` says."""
+    policy = LOSSES[config.loss][2]
+    return policy == "required" or (policy == "optional" and config.sampling.log_q)
+
+
+def run_sampling(config: RecipeConfig, catalogue_size: int) -> SamplingConfig:
+    """The run's `SamplingConfig`: the recipe's seed, log Q where the loss uses it
+    (`uses_log_q`), and shared negatives capped at the catalogue's size."""
     sampling = dataclasses.replace(config.sampling, seed=config.seed,
-                                   log_q=config.sampling.log_q or requires_log_q)
+                                   log_q=uses_log_q(config))
     if sampling.view == "in_batch" and sampling.num_negatives > catalogue_size:
         sampling = dataclasses.replace(sampling, num_negatives=max(1, catalogue_size))
     return sampling

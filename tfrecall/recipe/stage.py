@@ -113,7 +113,10 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
     user_store = FeatureStore(user_table, "user_id", prep.user_ids)
     item_store = FeatureStore(prep.data.items, "item_id", prep.catalogue)
     loss = make_loss(config.loss, config.jit_compile)
-    sampling = run_sampling(config, loss.requires_log_q, len(prep.catalogue))
+    sampling = run_sampling(config, len(prep.catalogue))
+    if config.sampling.log_q and not sampling.log_q:
+        log(f"log Q: not applied: loss {config.loss!r} scores raw similarities (only the "
+            "softmax, NCE and sampled softmax losses are defined on corrected logits)")
 
     def training_dataset(sampling):
         samples = TrainingSamples(fit, prep.catalogue, user_store, item_store, sampling,
