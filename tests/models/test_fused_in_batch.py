@@ -63,6 +63,64 @@ def test_fit_matches_the_dense_path(loss_cls, reduction):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
+def mixed_dataset(log_q=True):
+    """In-batch rows plus 5 negatives shared by each batch of 10 (the default recipe's
+    layout), some of them accidental hits of the rows' positives."""
+    rng = np.random.default_rng(1)
+    batches = []
+    for _ in range(4):
+        x = {"user": {"user_id": tf.constant(rng.choice(USERS, 10).astype(str))},
+             "items": {"item_id": tf.constant(rng.choice(ITEMS, 10)[:, None].astype(str))},
+             "negatives": {"item_id": tf.constant(rng.choice(ITEMS, 5).astype(str))}}
+        if log_q:
+            x["log_q"] = tf.constant(np.log(rng.uniform(0.05, 0.5, (10, 1))), tf.float32)
+            x["negatives_log_q"] = tf.constant(np.log(rng.uniform(0.05, 0.5, 5)), tf.float32)
+        batches.append((x, tf.ones((10, 1))))
+    return tf.data.Dataset.from_generator(
+        lambda: iter(batches), output_signature=tf.nest.map_structure(
+            lambda t: tf.TensorSpec(t.shape, t.dtype), batches[0]))
+
+
+@pytest.mark.parametrize("log_q", [True, False])
+def test_mixed_shared_negatives_take_the_fused_path_with_the_dense_gradients(log_q):
+    x, y = next(iter(mixed_dataset(log_q)))
+    grads, losses = [], []
+    for fused in (True, False):
+        model = make_model(fused)
+        model.compile(optimizer="sgd", loss=SoftmaxLoss())
+        model(x)  # builds the variables
+        assert model._fuses(x) == fused
+        with tf.GradientTape() as tape:
+            if fused:
+                loss = model._fused_loss(x, None, training=True)
+            else:
+                logits, labels = model.logits_and_labels(x, y, training=True)
+                loss = SoftmaxLoss()(labels, logits)
+        losses.append(loss.numpy())
+        grads.append([g.numpy() if not isinstance(g, tf.IndexedSlices)
+                      else tf.convert_to_tensor(g).numpy()
+                      for g in tape.gradient(loss, model.trainable_variables)])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # And whole fits agree.
+    runs = []
+    for fused in (True, False):
+        model = make_model(fused)
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss=SoftmaxLoss())
+        runs.append(model.fit(mixed_dataset(log_q), epochs=3, verbose=0).history["loss"])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-4)
+    assert runs[0][-1] < runs[0][0]
+
+
+def test_per_row_negatives_keep_the_dense_path():
+    model = make_model(True)
+    model.compile(optimizer="sgd", loss=SoftmaxLoss())
+    x = {"user": {"user_id": tf.constant(["u1", "u2"])},
+         "items": {"item_id": tf.constant([["i1", "i2"], ["i3", "i4"]])}}
+    assert not model._fuses(x)
+
+
 def test_loss_value_is_the_dense_softmax_loss_of_logits_and_labels():
     model = make_model()
     model.compile(optimizer="sgd", loss=SoftmaxLoss())

@@ -27,8 +27,12 @@ Fused in-batch softmax: when the only loss is `SoftmaxLoss` (or `SampledSoftmaxL
 the same math on corrected logits), no metric needs the logits and no loss weights are
 set, `fit` and `evaluate` compute the in-batch loss with
 `tfrecall.losses.in_batch.in_batch_softmax`, which never materializes the `(B, B)`
-matrix (same value and gradients, a fraction of the memory traffic). Anything else
-takes the general path through `logits_and_labels`; `fused_in_batch=False` forces it.
+matrix (same value and gradients, a fraction of the memory traffic). A mixed batch whose
+sampled negatives are shared by the batch (the default recipe: in_batch + uniform) takes
+it too: the S shared negatives are S more candidate columns, each with its own log Q and
+accidental-hit mask (`tfrecall.models.mixed` computes the same loss densely). Per-row
+(hard) negatives, and anything else, take the general path through `logits_and_labels`;
+`fused_in_batch=False` forces it.
 """
 
 from __future__ import annotations
@@ -231,6 +235,32 @@ class TwoTowerModel(keras.Model):
                 context, cands, cand_keys, cand_log_q)
         return cands, positive, row_keys, cand_keys, cand_log_q
 
+    def _mixed_candidates(self, x, training):
+        """The candidates of a mixed batch for the fused kernel: this replica's B positives
+        then the S shared negatives, `(cands (B + S, D), positive (B,), row_keys,
+        cand_keys, cand_log_q)`, each column with its own log Q (`tfrecall.models.mixed`
+        scores the same columns densely; like it, no cross-replica gather)."""
+        items, negatives = x["items"], x["negatives"]
+        positives = self.item_tower({k: v[:, 0] for k, v in items.items()}, training=training)
+        shared = self.item_tower(negatives, training=training)  # (S, D)
+        cands = tf.concat([positives, tf.cast(shared, positives.dtype)], 0)
+        ids = items.get(self.item_id_feature)
+        shared_ids = negatives.get(self.item_id_feature)
+        row_keys = cand_keys = None
+        if ids is not None and shared_ids is not None:
+            row_keys = _id_keys(ids[:, 0])
+            cand_keys = tf.concat([row_keys, _id_keys(shared_ids)], 0)
+        log_q, shared_log_q = x.get("log_q"), x.get("negatives_log_q")
+        cand_log_q = None
+        if log_q is not None or shared_log_q is not None:
+            zeros = tf.zeros(tf.shape(cands)[:1], cands.dtype)
+            first = zeros[:tf.shape(positives)[0]] if log_q is None else tf.cast(
+                log_q, cands.dtype)[:, 0]
+            rest = zeros[tf.shape(positives)[0]:] if shared_log_q is None else tf.cast(
+                shared_log_q, cands.dtype)
+            cand_log_q = tf.concat([first, rest], 0)
+        return cands, tf.range(tf.shape(positives)[0]), row_keys, cand_keys, cand_log_q
+
     def _in_batch_scores_eager(self, users, cands, labels, row_keys, cand_keys, cand_log_q):
         """`(B, G)` logits and labels from embeddings; G = candidates (B, or global)."""
         logits = tf.matmul(users, cands, transpose_b=True) / self.temperature
@@ -263,9 +293,10 @@ class TwoTowerModel(keras.Model):
         )
 
     def _fuses(self, x) -> bool:
-        """True when this batch's loss goes through the fused in-batch softmax."""
+        """True when this batch's loss goes through the fused in-batch softmax: in-batch
+        candidates, plus negatives shared by the batch if any (not per-row ones)."""
         return (self._loss_fuses and self.fused_in_batch and self.in_batch_negatives
-                and not self.xla_in_batch and not _has_sampled_negatives(x))
+                and not self.xla_in_batch and not _has_row_negatives(x))
 
     def _fused_loss(self, x, sample_weight, training):
         """The compiled loss of an in-batch batch, without the `(B, B)` matrix.
@@ -275,8 +306,12 @@ class TwoTowerModel(keras.Model):
         the per-replica scaling of mean reductions under a strategy.
         """
         users = self.user_tower(x["user"], training=training) / self.temperature
-        cands, positive, row_keys, cand_keys, cand_log_q = self._in_batch_candidates(
-            x, training)
+        if "negatives" in x:
+            cands, positive, row_keys, cand_keys, cand_log_q = self._mixed_candidates(
+                x, training)
+        else:
+            cands, positive, row_keys, cand_keys, cand_log_q = self._in_batch_candidates(
+                x, training)
         per_list = in_batch_softmax(users, cands, positive, cand_log_q, row_keys, cand_keys)
         container = self.compiled_loss
         if not container.built:
@@ -343,6 +378,13 @@ def _has_sampled_negatives(x) -> bool:
     """True for in-batch batches that also carry sampled negatives (items (B, 1 + H))."""
     width = next(iter(x["items"].values())).shape[1]
     return "negatives" in x or width is None or width > 1
+
+
+def _has_row_negatives(x) -> bool:
+    """True for in-batch batches whose rows carry their own sampled negatives (items
+    (B, 1 + H), H > 0, or a width unknown when traced)."""
+    width = next(iter(x["items"].values())).shape[1]
+    return width is None or width > 1
 
 
 def _id_keys(ids: tf.Tensor) -> tf.Tensor:

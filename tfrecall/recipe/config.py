@@ -190,6 +190,10 @@ class RecipeConfig:
         choices=INDEX_KINDS)
     export_k: int = option(100, "Items returned by the serving signature.")
     # ---- runtime
+    fused_in_batch: bool = option(
+        True, "In-batch softmax (with negatives shared by the batch) through the blocked "
+        "kernel that never builds the (B, B + S) logits (--nofused_in_batch: the dense path; "
+        "same loss and gradients).")
     jit_compile: bool = option(
         False, "Compile the loss and the in-batch score matrix with XLA (--nojit_compile to "
         "run them op by op).")

@@ -49,6 +49,7 @@ def build_model(
         temperature=config.temperature,
         in_batch_negatives=config.sampling.view == "in_batch",
         xla_in_batch=config.jit_compile,
+        fused_in_batch=config.fused_in_batch,
     )
     model.adapt(user_table, item_table)
     return model
