@@ -455,6 +455,14 @@ def test_mined_pool_overrides_the_hard_source():
     assert samples.info.counts["rows_with_pool: mined"] == 5
 
 
+def test_a_mined_pool_without_the_hard_source_is_refused():
+    data = _toy()
+    pool = neg.NegativePool.from_pairs(_obj(["u1"]), np.asarray([4]), "user", "mined")
+    with pytest.raises(ValueError, match="hard_negatives were given.*do not include 'hard'"):
+        _build(data, _obj(list("abcdefg")), batch_size=8, view="pairwise",
+               negatives=("uniform",), hard_negatives=pool)
+
+
 def test_drop_remainder_gives_static_shapes():
     data = _toy()
     samples = _build(data, batch_size=2, view="listwise", list_size=3, drop_remainder=True)

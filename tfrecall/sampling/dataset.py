@@ -134,6 +134,10 @@ class TrainingSamples:
                                             .tolist())), dtype=object)
         if len(cat) == 0:
             raise ValueError("catalogue is empty: no item to train or sample negatives from")
+        if hard_negatives is not None and "hard" not in config.negatives:
+            raise ValueError(f"hard_negatives were given, but the config's negatives "
+                             f"{config.negatives} do not include 'hard', so they would go "
+                             "unused; add 'hard' to SamplingConfig.negatives")
         self.config = config
         self.batch_size = int(batch_size)
         self.train, self.catalogue = train, cat
