@@ -9,9 +9,10 @@ trained model, so the model can be rebuilt without the flags that made it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
-FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucketized", "history")
+FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucketized", "history",
+                 "text")
 """The feature kinds a spec may name.
 
 - ``id``: a high-cardinality identifier (user_id, item_id); vocabulary + OOV buckets,
@@ -25,9 +26,12 @@ FEATURE_KINDS = ("id", "categorical", "multi_categorical", "continuous", "bucket
 - ``history`` (user side only): the user's recent items, one ``separator``-joined string,
   embedded through the ITEM tower's own id table (shared variables) and mean-pooled
   (`tfrecall.features.history`); its width is the item id embedding's.
+- ``text``: free text (a title, tags, a description): letter trigrams (DSSM word hashing)
+  and word n-grams, hashed and mean-pooled inside the model (`tfrecall.features.text`),
+  so serving takes the raw text and a new item gets a vector from its words.
 """
 
-STRING_KINDS = ("id", "categorical", "multi_categorical", "history")
+STRING_KINDS = ("id", "categorical", "multi_categorical", "history", "text")
 """Kinds whose raw values are strings ("" = missing); the others are numbers (NaN)."""
 NUMERIC_KINDS = tuple(k for k in FEATURE_KINDS if k not in STRING_KINDS)
 # Python's str.strip() whitespace (every c with c.isspace()) as an RE2 class: the CSV
@@ -67,7 +71,7 @@ def check_choices(config, prefix: str = "") -> None:
             raise ValueError(f"{prefix}{field.name} must be one of {allowed}, got {value!r}")
 
 _DEFAULT_DIMS = {"id": 32, "categorical": 8, "multi_categorical": 8, "bucketized": 8,
-                 "history": 32}
+                 "history": 32, "text": 32}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +93,8 @@ class FeatureSpec:
       log1p: for `continuous`/`bucketized`, apply sign(x) * log1p(|x|) first
         (heavy-tailed values such as price or counts).
       separator: the delimiter of `multi_categorical` values.
+      ngram_orders: for `text`, the word n-gram orders hashed beside the letter trigrams
+        (``hash_buckets`` rows each for trigrams and n-grams; default 32768).
 
     Raises:
       ValueError: an unknown kind or an out-of-range number, naming the feature.
@@ -104,6 +110,7 @@ class FeatureSpec:
     num_buckets: int = 10
     log1p: bool = False
     separator: str = "|"
+    ngram_orders: Tuple[int, ...] = (1, 2)
 
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
@@ -136,6 +143,11 @@ class FeatureSpec:
             )
         if not self.separator:
             raise ValueError(f"feature {self.name!r}: separator must be a non-empty string")
+        orders = tuple(self.ngram_orders)
+        if not orders or any(not isinstance(n, int) or n < 1 for n in orders):
+            raise ValueError(f"feature {self.name!r}: ngram_orders must be integers >= 1, got "
+                             f"{self.ngram_orders!r}")
+        object.__setattr__(self, "ngram_orders", orders)
 
     @property
     def dim(self) -> int:
@@ -145,7 +157,9 @@ class FeatureSpec:
         return self.embedding_dim or _DEFAULT_DIMS[self.kind]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["ngram_orders"] = list(self.ngram_orders)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "FeatureSpec":

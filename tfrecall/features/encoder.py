@@ -12,6 +12,7 @@ from tfrecall.config import STRING_KINDS, FeatureSpec
 from tfrecall.features.continuous import BucketizedEmbedding, ContinuousFeature
 from tfrecall.features.embeddings import CategoricalEmbedding, MultiCategoricalEmbedding
 from tfrecall.features.history import ItemHistoryEmbedding
+from tfrecall.features.text import DEFAULT_HASH_BUCKETS, TextEmbedding
 
 
 def _layer_name(feature: str) -> str:
@@ -51,6 +52,9 @@ def build_feature_layer(spec: FeatureSpec) -> keras.layers.Layer:
         )
     if spec.kind == "history":
         return ItemHistoryEmbedding(spec.dim, separator=spec.separator, name=name)
+    if spec.kind == "text":
+        return TextEmbedding(spec.dim, hash_buckets=spec.hash_buckets or DEFAULT_HASH_BUCKETS,
+                             ngram_orders=spec.ngram_orders, name=name)
     if spec.kind == "continuous":
         return ContinuousFeature(log1p=spec.log1p, name=name)
     if spec.kind == "bucketized":
@@ -149,8 +153,8 @@ class FeatureEncoder(keras.layers.Layer):
         (see `tfrecall.io.stats` for when they are approximate and by how much).
         """
         for spec, layer in zip(self._specs, self.feature_layers, strict=True):
-            if spec.kind == "history":
-                continue  # no state of its own (the item tower's id vocabulary)
+            if spec.kind in ("history", "text"):
+                continue  # no state of its own (the item tower's ids; hashed tokens)
             if spec.kind in ("id", "categorical"):
                 layer.adapt_from_counts(stats.token_counts(spec.name, None))
             elif spec.kind == "multi_categorical":

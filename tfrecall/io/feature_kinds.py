@@ -8,6 +8,8 @@
   whatever its number of distinct values (a 0/1 flag or a rating is still a number;
   a code that only looks numeric, such as a zip code, is overridden in the config);
 - a str column with ``|`` in any value -> ``multi_categorical`` (separator ``|``);
+- a str column of free text -> ``text``: most non-empty values hold a space and most
+  are distinct (titles, descriptions; `TEXT_MIN_SPACED` and `TEXT_MIN_DISTINCT`);
 - any other str column -> ``categorical``.
 
 The feature config (``--feature_config=features.json``) overrides the rule per column:
@@ -46,13 +48,25 @@ _INT_FIELDS = ("embedding_dim", "max_tokens", "min_count", "num_oov_buckets", "h
 Override = Optional[Mapping[str, Any]]
 
 
+TEXT_MIN_SPACED = 0.5  # share of non-empty values holding whitespace
+TEXT_MIN_DISTINCT = 0.5  # distinct non-empty values / non-empty values
+
+
 def infer_kind(values: np.ndarray) -> str:
     """The kind of a non-key column by the rule in the module docstring."""
     if values.dtype == bool or np.issubdtype(values.dtype, np.number):
         return "continuous"
     if values.dtype == object or values.dtype.kind in "US":
-        has_separator = any(MULTI_VALUE_SEPARATOR in str(v) for v in values.tolist())
-        return "multi_categorical" if has_separator else "categorical"
+        strings = [str(v) for v in values.tolist()]
+        if any(MULTI_VALUE_SEPARATOR in v for v in strings):
+            return "multi_categorical"
+        filled = [v.strip() for v in strings if v.strip()]
+        if filled:
+            spaced = sum(any(c.isspace() for c in v) for v in filled) / len(filled)
+            distinct = len(set(filled)) / len(filled)
+            if spaced >= TEXT_MIN_SPACED and distinct >= TEXT_MIN_DISTINCT:
+                return "text"
+        return "categorical"
     raise ValueError(f"cannot infer a feature kind for dtype {values.dtype}")
 
 
