@@ -40,6 +40,7 @@ batch_item_ids = tf.constant(catalogue[:64].astype(str))
 candidate_ids = tf.constant(catalogue[:8].astype(str))
 """,
     "serving.md": MODEL,
+    "text.md": "",
     "losses.md": """
 import numpy as np
 import tfrecall
@@ -73,7 +74,7 @@ def page_code(name):
 
 
 @pytest.mark.parametrize("name", [pytest.param("negatives.md", marks=pytest.mark.slow),
-                                  "serving.md", "losses.md", "streaming.md"])
+                                  "serving.md", "losses.md", "streaming.md", "text.md"])
 def test_docs_page_runs_as_written(name, tmp_path, subprocess_env):
     code = PRELUDES[name] + "\n" + page_code(name) + "\nprint('PAGE DONE')\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
