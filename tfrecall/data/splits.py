@@ -5,6 +5,8 @@
   figures compare with published ones; a user's history is spread over both sides.
 - `temporal_split`: a global time cut, everything at or after the cut is test; no
   information from the future leaks into training (the production-like protocol).
+- `item_split`: a seeded share of the items is held out with every row that mentions
+  them (the cold-start protocol: those items are never seen in training).
 
 Both keep the user and item tables whole (cold items stay describable by features)
 and keep rows in their original order within each side.
@@ -101,6 +103,32 @@ def temporal_split(
     is_test = timestamp >= cut
     _check_sizes(data, int(n - is_test.sum()), int(is_test.sum()),
                  f"temporal_split(test_fraction={test_fraction}, cut={cut})")
+    return (
+        data.subset(~is_test, name=f"{data.name}/train"),
+        data.subset(is_test, name=f"{data.name}/test"),
+    )
+
+
+def item_split(data: RecallData, test_fraction: float = 0.2, seed: int = 42
+               ) -> Tuple[RecallData, RecallData]:
+    """Holds out ``round(test_fraction * items)`` of the items with a positive, at random,
+    and every interaction row of those items (positives and exposures).
+
+    Returns:
+      ``(train, test)``: no item of ``test`` appears in ``train``.
+
+    Raises:
+      ValueError: ``test_fraction`` outside (0, 1), or an empty side.
+    """
+    _check_fraction(test_fraction)
+    inter = data.interactions
+    items = inter["item_id"].astype(str)
+    candidates = np.unique(items[np.asarray(inter["positive"], bool)])
+    num_cold = int(round(len(candidates) * test_fraction))
+    cold = candidates[np.random.default_rng(seed).permutation(len(candidates))[:num_cold]]
+    is_test = np.isin(items, cold)
+    _check_sizes(data, int((~is_test).sum()), int(is_test.sum()),
+                 f"item_split(test_fraction={test_fraction})")
     return (
         data.subset(~is_test, name=f"{data.name}/train"),
         data.subset(is_test, name=f"{data.name}/test"),

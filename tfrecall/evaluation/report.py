@@ -14,9 +14,11 @@ def format_table(metrics: Mapping[str, float], baselines: Mapping[str, Mapping[s
     names = ["model"] + list(baselines)
     columns = [metrics] + [baselines[b] for b in baselines]
     keys = [k for k in metrics if k.split("@")[0] in TABLE_METRICS] + ["mrr"]
-    lines = [f"{'metric':<16}" + "".join(f"{n:>12}" for n in names)]
+    width = max(12, *(len(n) + 2 for n in names))
+    lines = [f"{'metric':<16}" + "".join(f"{n:>{width}}" for n in names)]
     for key in keys:
-        lines.append(f"{key:<16}" + "".join(f"{c.get(key, float('nan')):>12.4f}" for c in columns))
+        lines.append(f"{key:<16}" + "".join(f"{c.get(key, float('nan')):>{width}.4f}"
+                                            for c in columns))
     lines.append(f"held-out pairs: {int(metrics['num_pairs'])}, users: {int(metrics['num_users'])}")
     return "\n".join(lines)
 

@@ -104,12 +104,15 @@ def detect_layout(path: PathLike) -> Optional[Layout]:
     return None
 
 
-def read_movielens(path: PathLike, min_rating: float = 0.0) -> RecallData:
+def read_movielens(path: PathLike, min_rating: float = 0.0, text: bool = False) -> RecallData:
     """Reads a MovieLens data set (see the module docstring for layouts and columns).
 
     Args:
       path: the unzipped directory (e.g. ``ml-latest-small/``) or its ratings file.
       min_rating: ratings >= this are positives; 0 makes every rating a positive.
+      text: add the item text columns ``title`` (the movie's title) and ``tags`` (its
+        users' free-text tags from ``tags.csv``, joined by ", "; "" without any), for
+        the `text` feature kind and the cold-start protocol.
 
     Returns:
       `RecallData` named after the directory, with ``users`` for ml-100k/ml-1m and
@@ -138,12 +141,25 @@ def read_movielens(path: PathLike, min_rating: float = 0.0) -> RecallData:
     interactions = _read_ratings(layout, min_rating)
     items = _read_movies(layout)
     users = _read_users(layout)
-    return RecallData(
-        interactions,
-        users=users,
-        items=None if items is None else items[0],
-        name=layout.directory.name,
-    )
+    table = None if items is None else items[0]
+    if text and table is not None:
+        table = {**table, "title": items[1], "tags": _read_tags(layout, table["item_id"])}
+    return RecallData(interactions, users=users, items=table, name=layout.directory.name)
+
+
+def _read_tags(layout: Layout, item_ids: np.ndarray) -> np.ndarray:
+    """Per item of `item_ids`, its tags.csv tags (distinct, in file order) joined by ", "."""
+    path = layout.directory / "tags.csv"
+    tags: Dict[str, List[str]] = {}
+    if path.is_file():
+        for chunk in chunks.read_chunks(path):
+            chunks.require_columns(chunk, ("movieId", "tag"))
+            for item, tag in zip(chunks.to_ids(chunk, "movieId").tolist(),
+                                 chunks.to_strings(chunk, "tag").tolist(), strict=True):
+                seen = tags.setdefault(item, [])
+                if tag.strip() and tag.strip() not in seen:
+                    seen.append(tag.strip())
+    return chunks.object_array([", ".join(tags.get(i, [])) for i in item_ids.tolist()])
 
 
 def movie_titles(path: PathLike) -> Dict[str, str]:

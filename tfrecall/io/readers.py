@@ -249,6 +249,7 @@ def load_data(
     event_labels: Optional[Mapping[str, float]] = None,
     movielens_min_rating: float = 0.0,
     feature_config: Optional[Mapping[str, Mapping]] = None,
+    movielens_text: bool = False,
 ) -> RecallData:
     """Reads a data set: a MovieLens download, or generic interaction/user/item CSVs.
 
@@ -264,6 +265,7 @@ def load_data(
       items: optional items CSV (key ``item_id``); not allowed with MovieLens.
       event_labels: event name -> label for the generic reader (None: defaults).
       movielens_min_rating: MovieLens only: ratings >= this are positives (0: all).
+      movielens_text: MovieLens only: add the items' title and tags text columns.
       feature_config: the dict of `tfrecall.io.feature_kinds.load_feature_config`;
         columns it gives a string kind (id, categorical, multi_categorical) are
         read as str even if they hold numbers.
@@ -283,7 +285,8 @@ def load_data(
                 f"{interactions} is a MovieLens data set, which brings its own user and item "
                 "tables; do not pass users= or items= with it"
             )
-        data = movielens.read_movielens(interactions, min_rating=movielens_min_rating)
+        data = movielens.read_movielens(interactions, min_rating=movielens_min_rating,
+                                        text=movielens_text)
         return RecallData(
             data.interactions,
             _with_strings(data.users, _string_columns(config.get("users"))),

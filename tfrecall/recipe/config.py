@@ -40,7 +40,7 @@ UNSET_NEGATIVES_HELP = {
                      f"catalogue) in the in_batch view, {DEFAULT_NEGATIVES_PER_POSITIVE} per "
                      "positive elsewhere.",
 }
-SPLITS = ("random", "temporal", "leave_last")
+SPLITS = ("random", "temporal", "leave_last", "item")
 WORLDS = ("default", "longtail")  # built-in synthetic worlds (no download)
 STRATEGIES = cluster.STRATEGIES
 SIMILARITIES = ("cosine", "dot")
@@ -101,6 +101,9 @@ class RecipeConfig:
     movielens_min_rating: float = option(
         0.0, "MovieLens: ratings >= this are positives; 0 makes every rating a positive (the "
         "reference protocol of ../shared/data/README.md).")
+    movielens_text: bool = option(
+        False, "MovieLens: give the items two text features (the `text` kind: letter "
+        "trigrams and word n-grams), the title and the users' tags (tags.csv).")
     synthetic_world: str = option(
         "default", "Built-in world used without --interactions: default (a feed with "
         "exposures, graded events, user and item features) or longtail (an implicit play log "
@@ -113,10 +116,13 @@ class RecipeConfig:
         type=int)
     synthetic_seed: int = option(0, "Synthetic world: generator seed.")
     split: str = option(
-        "random", "Held-out split: seeded random rows, a global time cut, or each user's "
-        "last --leave_last_n positives.", choices=SPLITS)
+        "random", "Held-out split: seeded random rows, a global time cut, each user's last "
+        "--leave_last_n positives, or item (cold start: --test_fraction of the items held "
+        "out of training entirely and ranked among themselves, beside popularity by "
+        "feature).", choices=SPLITS)
     leave_last_n: int = option(1, "Positives per user held out by --split=leave_last.")
-    test_fraction: float = option(0.2, "Share of interactions held out.")
+    test_fraction: float = option(
+        0.2, "Share of interactions held out (--split=item: share of the items).")
     split_seed: int = option(42, "Seed of the random split.")
     # ---- samples and loss (the sampler's own fields, with their help, in `sampling`)
     sampling: SamplingConfig = dataclasses.field(default_factory=_recipe_sampling)

@@ -12,12 +12,12 @@ from tfrecall import rundir
 from tfrecall.evaluation.harness import (
     BASELINES,
     cap_ks,
-    evaluate_baselines,
     evaluate_export,
     evaluate_model,
 )
 from tfrecall.models.persistence import RECIPE_FILE, load_model, read_catalogue
 from tfrecall.recipe.config import OUTPUT_SETTINGS, RecipeConfig
+from tfrecall.recipe.job import run_baselines
 from tfrecall.recipe.prepare import prepare, protocol_note
 from tfrecall.serving.export import read_export_info
 
@@ -111,7 +111,7 @@ def evaluate_trained(
     # The catalogue the run indexed (catalogue.json), not one rebuilt from the log: a warm
     # start's index keeps items the new log does not mention.
     prep = prepare(config, None if overrides else read_catalogue(model_dir))
-    ks, note = cap_ks(ks, len(prep.catalogue))
+    ks, note = cap_ks(ks, len(prep.eval_set.catalogue))
     notes = [note] if note else []
     if export_path:
         if info.get("k") is not None:
@@ -121,7 +121,9 @@ def evaluate_trained(
         source = f"export {export_path}"
     else:
         model = load_model(model_dir)
-        metrics = evaluate_model(model, prep.eval_set, prep.user_table, prep.item_table, ks)
+        metrics = evaluate_model(model, prep.eval_set, prep.user_table, prep.eval_item_table,
+                                 ks)
         source = f"model {model_dir} (exact scoring)"
-    return EvalResult(metrics, evaluate_baselines(prep.eval_set, ks, baselines),
+    scored = dataclasses.replace(config, baselines=tuple(baselines))
+    return EvalResult(metrics, run_baselines(scored, prep, ks, log=lambda *_: None),
                       protocol_note(config), source, tuple(notes))

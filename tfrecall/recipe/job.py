@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence
 from tfrecall import cluster, rundir
 from tfrecall._backend import keras
 from tfrecall.data import splits, synthetic
+from tfrecall.evaluation.cold_start import evaluate_cold_start_baselines
 from tfrecall.evaluation.harness import cap_ks, evaluate_baselines, evaluate_model
 from tfrecall.io.feature_kinds import describe_specs
 from tfrecall.models.persistence import (
@@ -92,7 +93,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
                           previous_catalogue(config.warm_start_from, previous))
     prep = prepare(config, catalogue)
     data, train = prep.data, prep.train
-    ks, ks_note = cap_ks(config.ks, len(prep.catalogue))
+    ks, ks_note = cap_ks(config.ks, len(prep.eval_set.catalogue))
     # The validation slice (epochs are chosen on it) comes out of the training split, so
     # the test split is never used for any choice.
     validation = None
@@ -141,22 +142,23 @@ def run(config: RecipeConfig, log=print) -> RunResult:
             final = train_stage(ctx, train, None, search.best_epoch, "final")
     model = final.model
     if chief:
-        save_model(model, config.model_dir, config.to_dict(), prep.catalogue)
+        save_model(model, config.model_dir, config.to_dict(),
+                   prep.export_item_table["item_id"])
     else:
         # Every worker must take part in saving (variables may need collectives); only the
         # chief's copy is kept (the Keras multi-worker convention).
         with tempfile.TemporaryDirectory() as tmp:
-            save_model(model, tmp, config.to_dict(), prep.catalogue)
+            save_model(model, tmp, config.to_dict(), prep.export_item_table["item_id"])
 
     # Evaluation on the held-out split, full catalogue, training positives excluded; the
     # users' history is their whole training split, as serving would feed it.
-    metrics = evaluate_model(model, prep.eval_set, prep.user_table, prep.item_table, ks)
-    baselines = evaluate_baselines(prep.eval_set, ks, config.baselines, log=log)
+    metrics = evaluate_model(model, prep.eval_set, prep.user_table, prep.eval_item_table, ks)
+    baselines = run_baselines(config, prep, ks, log)
     export_path = None
     export_dir = config.export_dir or os.path.join(config.model_dir, "export")
     if config.export and chief:
         export_path = export_saved_model(
-            model, prep.item_table, export_dir, k=config.export_k, index=config.index,
+            model, prep.export_item_table, export_dir, k=config.export_k, index=config.index,
             tuning_queries=prep.user_table, log=log,
             metadata={"recipe": config.to_dict(), "metrics": metrics},
         )
@@ -178,6 +180,18 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         best_epoch=search.best_epoch,
         epochs_run=sum(len(s.history.epoch) for s in stages),
     )
+
+
+def run_baselines(config: RecipeConfig, prep, ks, log=print) -> Dict[str, Dict[str, float]]:
+    """The config's baselines on the held-out split; with ``split="item"`` (cold start)
+    popularity by feature instead, the others having no row for a cold item."""
+    if config.split == "item":
+        if config.baselines:
+            log(f"cold start: baselines {', '.join(config.baselines)} cannot score items "
+                "they never saw; reporting popularity by feature")
+        return evaluate_cold_start_baselines(prep.train, prep.data.items, prep.eval_set, ks,
+                                             log)
+    return evaluate_baselines(prep.eval_set, ks, config.baselines, log=log)
 
 
 def check_run_dirs(config: RecipeConfig, log=print) -> None:

@@ -25,13 +25,18 @@ class Prepared:
 
     Attributes:
       data, train, test: the whole log and its split.
-      catalogue: ``(I,)`` item ids ranked and indexed.
+      catalogue: ``(I,)`` item ids trained on (negatives, vocabularies) and ranked.
       user_ids: ``(U,)`` every user of the log.
       user_table: the user features aligned with ``user_ids`` plus the history feature
         (the whole training split, as serving would feed it).
       item_table: the item features aligned with ``catalogue``.
       eval_set: the held-out pairs, training items excluded when the config says so.
       world: the synthetic world the log came from, or None for files.
+      eval_item_table: the item features aligned with ``eval_set.catalogue``; with
+        ``split="item"`` the held-out (cold) items, which ``catalogue`` leaves out, else
+        ``item_table``.
+      export_item_table: the items the export indexes: the catalogue, plus the cold
+        items with ``split="item"``.
     """
 
     data: RecallData
@@ -43,6 +48,14 @@ class Prepared:
     item_table: dict
     eval_set: EvalSet
     world: object = None
+    eval_item_table: Optional[dict] = None
+    export_item_table: Optional[dict] = None
+
+    def __post_init__(self):
+        if self.eval_item_table is None:
+            self.eval_item_table = self.item_table
+        if self.export_item_table is None:
+            self.export_item_table = self.item_table
 
 
 def prepare(config: RecipeConfig, catalogue: Optional[np.ndarray] = None) -> Prepared:
@@ -57,11 +70,21 @@ def prepare(config: RecipeConfig, catalogue: Optional[np.ndarray] = None) -> Pre
     train, test = split_data(data, config)
     catalogue = data.item_catalogue() if catalogue is None else catalogue
     user_ids = data.user_ids()
+    user_table = user_feature_table(data, train, user_ids, config)
+    if config.split == "item":
+        # Cold start: the held-out items are ranked among themselves and never trained on
+        # (not even as negatives); the export indexes every item.
+        cold = np.isin(catalogue.astype(str), test.interactions["item_id"].astype(str))
+        eval_set = make_eval_set(train, test, user_ids, catalogue[cold], config.exclude_train)
+        check_evaluable(eval_set, test, config.exclude_train)
+        return Prepared(data, train, test, catalogue[~cold], user_ids, user_table,
+                        entity_table(data.items, catalogue[~cold], "item_id"), eval_set, world,
+                        entity_table(data.items, catalogue[cold], "item_id"),
+                        entity_table(data.items, catalogue, "item_id"))
     # Nothing to evaluate is an error now, not a table of zeros after training.
     eval_set = make_eval_set(train, test, user_ids, catalogue, config.exclude_train)
     check_evaluable(eval_set, test, config.exclude_train)
-    return Prepared(data, train, test, catalogue, user_ids,
-                    user_feature_table(data, train, user_ids, config),
+    return Prepared(data, train, test, catalogue, user_ids, user_table,
                     entity_table(data.items, catalogue, "item_id"), eval_set, world)
 
 
@@ -70,6 +93,8 @@ def split_data(data: RecallData, config: RecipeConfig) -> Tuple[RecallData, Reca
         return splits.random_split(data, config.test_fraction, config.split_seed)
     if config.split == "temporal":
         return splits.temporal_split(data, config.test_fraction)
+    if config.split == "item":
+        return splits.item_split(data, config.test_fraction, config.split_seed)
     return splits.leave_last_n_split(data, config.leave_last_n)
 
 
@@ -83,6 +108,7 @@ def load_recall_data(config: RecipeConfig) -> RecallData:
         items=config.items,
         movielens_min_rating=config.movielens_min_rating,
         feature_config=feature_overrides(config),
+        movielens_text=config.movielens_text,
     )
 
 
@@ -200,8 +226,12 @@ def protocol_note(config: RecipeConfig) -> str:
     split = {"random": f"random {1 - config.test_fraction:.0%}/{config.test_fraction:.0%} split "
                        f"(seed {config.split_seed})",
              "temporal": f"global time cut ({config.test_fraction:.0%} latest rows held out)",
-             "leave_last": f"each user's last {config.leave_last_n} positive(s) held out"}
+             "leave_last": f"each user's last {config.leave_last_n} positive(s) held out",
+             "item": f"cold start: {config.test_fraction:.0%} of the items held out of "
+                     f"training entirely (seed {config.split_seed}), ranked among "
+                     "themselves"}
     excl = ("each user's training items are excluded from the ranking and from the targets"
             if config.exclude_train else "training items are NOT excluded")
-    return (f"Held-out metrics: {split[config.split]}; full-catalogue ranking; {excl}; "
+    ranking = "the held-out items ranked" if config.split == "item" else "full-catalogue ranking"
+    return (f"Held-out metrics: {split[config.split]}; {ranking}; {excl}; "
             "recall@K per held-out pair, the other metrics per user.")
