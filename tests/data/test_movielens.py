@@ -215,3 +215,21 @@ def test_real_ml_latest_small():
         expected = sum(float(row["rating"]) >= 4.0 for row in csv.DictReader(f))
     assert int(inter["positive"].sum()) == expected
     assert inter["label"].min() == 0.5 and inter["label"].max() == 5.0
+
+
+def test_text_columns_title_and_distinct_tags(latest_dir):
+    write(latest_dir / "tags.csv", (
+        "userId,movieId,tag,timestamp\n"
+        "1,10,heist,1\n2,10,Al Pacino,2\n3,10,heist,3\n1,30, ,4\n"
+    ))
+    data = movielens.read_movielens(latest_dir, text=True)
+    columns = [data.items[c].tolist() for c in ("title", "tags")]
+    items = dict(zip(data.items["item_id"].tolist(), zip(*columns, strict=True), strict=True))
+    assert items == {"10": ("Heat, The (1995)", "heist, Al Pacino"), "20": ("Babylon 5", ""),
+                     "30": ("Some Series (2006\u20132007)", "")}
+    assert "title" not in movielens.read_movielens(latest_dir).items  # opt-in
+
+
+def test_text_columns_without_a_tags_file(latest_dir):
+    data = movielens.read_movielens(latest_dir, text=True)
+    assert data.items["tags"].tolist() == ["", "", ""]
