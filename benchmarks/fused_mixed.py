@@ -49,13 +49,7 @@ def batches_of(config, data, steps):
 def examples_per_second(config, data, setup, steps):
     train, catalogue, user_ids, user_table, cached = setup
     keras.utils.set_random_seed(config.seed)
-    item_table = recipe.entity_table(data.items, catalogue, "item_id")
-    user_specs, item_specs = recipe.build_specs(data, config)
-    item_specs, item_adapt = recipe.item_adapt_table(item_specs, item_table, train,
-                                                     log=lambda *_: None)
-    model = recipe.build_model(user_specs, item_specs, user_table, item_adapt, config)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss=recipe.make_loss(config.loss))
+    model = recipe.compiled_model(config, data, train, catalogue, user_table)
     assert model._fuses(next(iter(cached))[0]) == config.fused_in_batch
     model.fit(cached, epochs=1, verbose=0)  # trace + warm up
     start = time.perf_counter()

@@ -97,13 +97,7 @@ def train_step_rate(data, config: recipe.RecipeConfig, steps: int):
 
     keras.utils.set_random_seed(config.seed)
     train, catalogue, user_ids, user_table, (users, items) = _setup(data, config)
-    item_table = recipe.entity_table(data.items, catalogue, "item_id")
-    user_specs, item_specs = recipe.build_specs(data, config)
-    item_specs, item_adapt = recipe.item_adapt_table(item_specs, item_table, train,
-                                                     log=lambda *_: None)
-    model = recipe.build_model(user_specs, item_specs, user_table, item_adapt, config)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss=recipe.make_loss(config.loss))
+    model = recipe.compiled_model(config, data, train, catalogue, user_table)
     ds = TrainingSamples(train, catalogue, users, items,
                          dataclasses.replace(run_sampling(config, len(catalogue)),
                                              drop_remainder=True),

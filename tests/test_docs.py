@@ -26,11 +26,7 @@ catalogue, user_ids = data.item_catalogue(), data.user_ids()
 users, items = data.users, data.items
 user_table = recipe.user_feature_table(data, train, user_ids, config0)
 item_table = recipe.entity_table(data.items, catalogue, "item_id")
-user_specs, item_specs = recipe.build_specs(data, config0)
-item_specs, item_adapt = recipe.item_adapt_table(item_specs, item_table, train,
-                                                 log=lambda *_: None)
-model = recipe.build_model(user_specs, item_specs, user_table, item_adapt, config0)
-model.compile(optimizer="adam", loss=recipe.make_loss("softmax"))
+model = recipe.compiled_model(config0, data, train, catalogue, user_table)
 """
 PRELUDES = {
     "negatives.md": MODEL + """

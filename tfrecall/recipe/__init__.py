@@ -40,14 +40,15 @@ from tfrecall.recipe.prepare import (
     synthetic_world,
     user_feature_table,
 )
-from tfrecall.recipe.stage import build_model, make_loss
+from tfrecall.recipe.stage import build_model, compiled_model, make_loss
 from tfrecall.sampling.config import VIEWS
 
 __all__ = [
     "CATALOGUE_FILE", "DEFAULT_IN_BATCH_NEGATIVES", "DEFAULT_NEGATIVES_PER_POSITIVE",
     "DEFAULT_SHARED_NEGATIVES", "EvalResult", "LOSSES", "OPTIMIZERS", "OUTPUT_SETTINGS",
     "RECIPE_FILE", "RecipeConfig", "RunResult", "SIMILARITIES", "SPLITS", "STRATEGIES",
-    "VIEWS", "WORLDS", "build_model", "build_specs", "check_run_dirs", "entity_table",
+    "VIEWS", "WORLDS", "build_model", "build_specs", "check_run_dirs", "compiled_model",
+    "entity_table",
     "evaluate_trained", "item_adapt_table", "load_model", "load_recall_data",
     "load_recipe_config", "make_loss", "needs_ranker", "previous_catalogue", "run",
     "run_fingerprint", "run_settings", "save_model", "split_data", "synthetic_world",

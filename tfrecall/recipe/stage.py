@@ -25,7 +25,13 @@ from tfrecall.io.schema import RecallData
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.warm_start import warm_start
 from tfrecall.recipe.config import LOSSES, RecipeConfig, run_fingerprint, run_sampling
-from tfrecall.recipe.prepare import Prepared, item_adapt_table, user_feature_table
+from tfrecall.recipe.prepare import (
+    Prepared,
+    build_specs,
+    entity_table,
+    item_adapt_table,
+    user_feature_table,
+)
 from tfrecall.sampling.dataset import TrainingSamples
 from tfrecall.sampling.features import FeatureStore
 from tfrecall.sampling.history import drop_candidates_from_history
@@ -52,6 +58,20 @@ def build_model(
         fused_in_batch=config.fused_in_batch,
     )
     model.adapt(user_table, item_table)
+    return model
+
+
+def compiled_model(config: RecipeConfig, data: RecallData, train: RecallData,
+                   catalogue, user_table: dict) -> TwoTowerModel:
+    """The recipe's model for these tables, adapted and compiled (its optimizer and loss),
+    outside a run: for benchmarks and notebooks that drive `fit` themselves."""
+    item_table = entity_table(data.items, catalogue, "item_id")
+    user_specs, item_specs = build_specs(data, config)
+    item_specs, item_adapt = item_adapt_table(item_specs, item_table, train,
+                                              log=lambda *_: None)
+    model = build_model(user_specs, item_specs, user_table, item_adapt, config)
+    model.compile(optimizer=_OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
+                  loss=make_loss(config.loss, config.jit_compile))
     return model
 
 
