@@ -27,6 +27,7 @@ from tfrecall.models.persistence import (
 from tfrecall.recipe.config import OUTPUT_SETTINGS, RecipeConfig, needs_ranker
 from tfrecall.recipe.prepare import build_specs, prepare, protocol_note
 from tfrecall.recipe.stage import Context, train_stage
+from tfrecall.recipe.teacher import EaseTeacher
 from tfrecall.serving.export import export_saved_model
 
 
@@ -129,7 +130,12 @@ def run(config: RecipeConfig, log=print) -> RunResult:
               and needs_ranker(config) else None)
     strategy = cluster.make_strategy(config.strategy, config.ps_min_shard_bytes)
     chief = cluster.is_chief(strategy)
-    ctx = Context(config, prep, user_specs, item_specs, previous, ranker, strategy, log)
+    teacher = None
+    if config.teacher_top_n:
+        teacher = EaseTeacher(config.teacher_top_n, config.teacher_ratio).prepare(
+            train, prep.user_ids, prep.catalogue, log)
+    ctx = Context(config, prep, user_specs, item_specs, previous, ranker, strategy, log,
+                  teacher)
 
     if validation is None:
         search = final = train_stage(ctx, train, None, config.epochs, "final")

@@ -91,6 +91,7 @@ class Context:
     ranker: object
     strategy: object
     log: object
+    teacher: object = None  # a prepared tfrecall.recipe.teacher.EaseTeacher, or None
 
 
 @dataclasses.dataclass
@@ -139,9 +140,13 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
         log(f"log Q: not applied: loss {config.loss!r} scores raw similarities (only the "
             "softmax, NCE and sampled softmax losses are defined on corrected logits)")
 
+    # The teacher's items join the sampler's positives only (not the history or vocabularies).
+    sample_data = fit if ctx.teacher is None else ctx.teacher.augment(
+        fit, prep.user_ids, prep.catalogue, log)
+
     def training_dataset(sampling):
-        samples = TrainingSamples(fit, prep.catalogue, user_store, item_store, sampling,
-                                  config.batch_size, ranker_lists=ctx.ranker)
+        samples = TrainingSamples(sample_data, prep.catalogue, user_store, item_store,
+                                  sampling, config.batch_size, ranker_lists=ctx.ranker)
         dataset = samples.dataset
         if config.history_items:
             dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),

@@ -1,0 +1,97 @@
+"""EASE as a teacher: top-N unseen lists against a by-hand EASE in numpy, and the rows
+`EaseTeacher.augment` adds."""
+
+import numpy as np
+import pytest
+
+import tfrecall  # noqa: F401  (Keras 2 before TensorFlow)
+from tfrecall.io.schema import RecallData
+from tfrecall.recipe.teacher import EaseTeacher, teacher_top_lists
+
+
+def _log(pairs, extra_negative=()):
+    rows = [(u, i, True) for u, i in pairs] + [(u, i, False) for u, i in extra_negative]
+    users, items, pos = zip(*rows, strict=True)
+    return RecallData({
+        "user_id": np.asarray(users, dtype=object),
+        "item_id": np.asarray(items, dtype=object),
+        "label": np.asarray([1.0 if p else 0.0 for p in pos], np.float32),
+        "positive": np.asarray(pos, bool),
+        "timestamp": np.arange(len(rows), dtype=np.int64),
+        "request_id": np.asarray([f"r{k}" for k in range(len(rows))], dtype=object),
+    }, name="log")
+
+
+def _reference_ease_top(x: np.ndarray, l2: float, n: int):
+    """Steck 2019 eq. 8 directly: B = I - P diag(P)^-1, P = (X^T X + l2 I)^-1; per user
+    the n best unseen items (ties: lower index), by plain Python sorting."""
+    p = np.linalg.inv(x.T @ x + l2 * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
+    scores = x @ b
+    out = []
+    for u in range(x.shape[0]):
+        unseen = [j for j in range(x.shape[1]) if x[u, j] == 0]
+        unseen.sort(key=lambda j: (-scores[u, j], j))
+        out.append(unseen[:n])
+    return out
+
+
+def test_teacher_top_lists_masks_seen_and_pads():
+    scores = np.array([[0.1, 0.9, 0.5, 0.5], [1.0, 2.0, 3.0, 4.0]])
+    top = teacher_top_lists(scores, np.array([0, 1, 1, 1]), np.array([1, 3, 2, 1]), 3)
+    assert top.tolist() == [[2, 3, 0], [0, -1, -1]]
+
+
+@pytest.mark.parametrize("l2", [0.5, 3.0])
+def test_augment_adds_ease_top_n_of_the_fit_split(l2):
+    rng = np.random.default_rng(0)
+    num_users, num_items, n = 7, 9, 3
+    x = (rng.random((num_users, num_items)) < 0.35).astype(float)
+    x[:, 0] = 1.0  # every user has a positive
+    x[0, :] = 1.0  # user 0 has seen everything: no teacher rows
+    x[1, :] = 0.0
+    x[1, 4] = 1.0
+    user_ids = np.asarray([f"u{u}" for u in range(num_users)], dtype=object)
+    catalogue = np.asarray([f"i{j}" for j in range(num_items)], dtype=object)
+    pairs = [(user_ids[u], catalogue[j]) for u, j in zip(*np.nonzero(x), strict=True)]
+    fit = _log(pairs, extra_negative=[("u1", "i5")])  # an exposure is not a positive
+    teacher = EaseTeacher(n, l2=l2)
+    out = teacher.augment(fit, user_ids, catalogue, log=lambda *a: None)
+
+    want = _reference_ease_top(x, l2, n)
+    inter = out.interactions
+    added = np.arange(out.num_interactions) >= fit.num_interactions
+    assert inter["positive"][added].all()
+    assert set(inter["event"][added].tolist()) == {"teacher"} if "event" in inter else True
+    got = {}
+    for u, i in zip(inter["user_id"][added].tolist(), inter["item_id"][added].tolist(),
+                    strict=True):
+        got.setdefault(u, []).append(int(i[1:]))
+    for u in range(num_users):
+        assert got.get(user_ids[u], []) == want[u], u
+    # The real rows are kept as they were, the added ones carry filler columns.
+    for name, col in fit.interactions.items():
+        np.testing.assert_array_equal(inter[name][:fit.num_interactions], col)
+    assert (inter["timestamp"][added] == fit.num_interactions - 1).all()
+    assert all(r.startswith("teacher:") for r in inter["request_id"][added].tolist())
+
+
+def test_prepare_chooses_lambda_on_training_split_only():
+    rng = np.random.default_rng(1)
+    pairs = [(f"u{u}", f"i{j}") for u in range(30) for j in range(20) if rng.random() < 0.3]
+    train = _log(pairs)
+    user_ids = train.user_ids()
+    catalogue = train.item_catalogue()
+    teacher = EaseTeacher(2).prepare(train, user_ids, catalogue, log=lambda *a: None)
+    assert teacher.l2 in (10.0, 10 ** 1.5, 100.0, 10 ** 2.5, 1000.0, 10 ** 3.5, 10000.0)
+    with pytest.raises(ValueError, match="top_n"):
+        EaseTeacher(0)
+
+
+def test_teacher_settings_are_checked():
+    from tfrecall.recipe import RecipeConfig
+
+    with pytest.raises(ValueError, match="teacher_ratio must be >= 0"):
+        RecipeConfig(teacher_ratio=-1.0)
+    with pytest.raises(ValueError, match="teacher_top_n must be >= 0"):
+        RecipeConfig(teacher_top_n=-1)

@@ -1,0 +1,147 @@
+"""EASE as a distillation teacher for the two-tower model (issue 12, item 5).
+
+EASE (`tfrecall.evaluation.baselines.EASE`) is fit on a training stage's own fit split
+(the search stage: train minus validation; the final stage: the whole training split;
+never the test split). Each user's top-N items that the user does not have in that split
+become extra ("teacher") positive rows of the interactions the sampler trains on, so the
+in-batch softmax learns EASE's ranking beside the real positives. The user tower's
+history and the item id vocabulary still come from the real positives only.
+
+Only the in-batch view's positives are added; the teacher rows are ``positive=True``,
+``label=1``, ``event="teacher"``. lambda: `select_ease_l2` on the training split (its own
+per-user validation slice), once per run, as the EASE baseline chooses it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from tfrecall.evaluation.baselines import EASE, select_ease_l2
+from tfrecall.io.schema import RecallData
+
+TEACHER_EVENT = "teacher"
+
+
+def positive_index_pairs(data: RecallData, user_ids: np.ndarray,
+                         catalogue: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The positive (user, item) rows of `data` as indices into `user_ids` / `catalogue`
+    (rows with ids outside them are dropped)."""
+    inter = data.interactions
+    mask = np.asarray(inter["positive"], bool)
+    user_index = {u: i for i, u in enumerate(user_ids.tolist())}
+    item_index = {v: i for i, v in enumerate(catalogue.tolist())}
+    u = np.fromiter((user_index.get(x, -1) for x in inter["user_id"][mask].tolist()), np.int64)
+    i = np.fromiter((item_index.get(x, -1) for x in inter["item_id"][mask].tolist()), np.int64)
+    keep = (u >= 0) & (i >= 0)
+    return u[keep], i[keep]
+
+
+def teacher_top_lists(scores: np.ndarray, seen_users: np.ndarray, seen_items: np.ndarray,
+                      top_n: int) -> np.ndarray:
+    """Per row of `scores` (users x items), the `top_n` best-scored items the user has not
+    seen, best first; `(users, top_n)` int64, -1 where fewer unseen items exist.
+
+    Ties go to the lower item index (a stable sort of -score).
+    """
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    scores[seen_users, seen_items] = -np.inf
+    n = min(top_n, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+    top = np.where(np.isfinite(np.take_along_axis(scores, order, 1)), order, -1)
+    if n < top_n:
+        top = np.concatenate([top, np.full((len(top), top_n - n), -1, np.int64)], 1)
+    return top.astype(np.int64)
+
+
+class EaseTeacher:
+    """Adds EASE's top-N unseen items per user to a fit split as extra positives.
+
+    Args:
+      top_n: teacher items per user (those with at least one real positive); with
+        `ratio`, the most per user.
+      ratio: > 0: a user with d real positives in the fit split gets
+        ``min(top_n, ceil(ratio * d))`` teacher items; 0: `top_n` each.
+      l2: EASE's lambda; None: chosen by `select_ease_l2` in `prepare`.
+      max_bytes: EASE's memory budget.
+    """
+
+    def __init__(self, top_n: int, ratio: float = 0.0, l2: Optional[float] = None,
+                 max_bytes: int = 4 << 30):
+        if top_n < 1:
+            raise ValueError(f"teacher top_n must be >= 1, got {top_n}")
+        if not ratio >= 0:
+            raise ValueError(f"teacher ratio must be >= 0, got {ratio}")
+        self.top_n, self.ratio, self.l2, self.max_bytes = int(top_n), float(ratio), l2, max_bytes
+
+    def prepare(self, train: RecallData, user_ids: np.ndarray, catalogue: np.ndarray,
+                log=print) -> "EaseTeacher":
+        """Chooses lambda on the training split (never the test split), if not given."""
+        if self.l2 is None:
+            u, i = positive_index_pairs(train, user_ids, catalogue)
+            self.l2, _ = select_ease_l2(u, i, len(user_ids), len(catalogue),
+                                        max_bytes=self.max_bytes)
+            log(f"teacher: EASE lambda {self.l2:g} (validation slice of the training split)")
+        return self
+
+    def top_lists(self, fit: RecallData, user_ids: np.ndarray,
+                  catalogue: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """EASE fit on `fit`'s positives: (user indices with positives, their top lists)."""
+        if self.l2 is None:
+            raise RuntimeError("EaseTeacher.top_lists before prepare(...)")
+        u, i = positive_index_pairs(fit, user_ids, catalogue)
+        ease = EASE(self.l2, self.max_bytes).fit(u, i, len(user_ids), len(catalogue))
+        users = np.unique(u)
+        tops = []
+        for start in range(0, len(users), 512):
+            block = users[start:start + 512]
+            scores = ease.score(block)
+            local = {v: k for k, v in enumerate(block.tolist())}
+            in_block = np.isin(u, block)
+            rows = np.fromiter((local[x] for x in u[in_block].tolist()), np.int64)
+            tops.append(teacher_top_lists(scores, rows, i[in_block], self.top_n))
+        return users, np.concatenate(tops) if tops else np.zeros((0, self.top_n), np.int64)
+
+    def augment(self, fit: RecallData, user_ids: np.ndarray, catalogue: np.ndarray,
+                log=print) -> RecallData:
+        """`fit` plus one positive row per (user, teacher item)."""
+        users, top = self.top_lists(fit, user_ids, catalogue)
+        if self.ratio > 0:
+            u, i = positive_index_pairs(fit, user_ids, catalogue)
+            real = np.bincount(np.unique(u * len(catalogue) + i) // len(catalogue),
+                               minlength=len(user_ids))[users]
+            quota = np.minimum(self.top_n, np.ceil(self.ratio * real - 1e-9)).astype(np.int64)
+            top = np.where(np.arange(top.shape[1])[None, :] < quota[:, None], top, -1)
+        rows_u = np.repeat(users, top.shape[1])
+        rows_i = top.reshape(-1)
+        keep = rows_i >= 0
+        rows_u, rows_i = rows_u[keep], rows_i[keep]
+        n = len(rows_u)
+        inter = fit.interactions
+        ids_u = np.asarray(user_ids, dtype=object)[rows_u]
+        extra = {}
+        for name, col in inter.items():
+            if name == "user_id":
+                extra[name] = ids_u
+            elif name == "item_id":
+                extra[name] = np.asarray(catalogue, dtype=object)[rows_i]
+            elif name == "positive":
+                extra[name] = np.ones(n, bool)
+            elif name == "label":
+                extra[name] = np.ones(n, col.dtype)
+            elif name == "event":
+                extra[name] = np.full(n, TEACHER_EVENT, dtype=object)
+            elif name == "request_id":
+                extra[name] = np.asarray([f"{TEACHER_EVENT}:{x}" for x in ids_u.tolist()],
+                                         dtype=object)
+            elif col.dtype == object:
+                extra[name] = np.full(n, "", dtype=object)
+            elif np.issubdtype(col.dtype, np.floating):
+                extra[name] = np.full(n, np.nan, col.dtype)
+            else:  # timestamps and other integers: the log's latest value
+                extra[name] = np.full(n, col.max() if len(col) else 0, col.dtype)
+        merged = {k: np.concatenate([v, extra[k]]) for k, v in inter.items()}
+        log(f"teacher: {n} EASE positives (top {self.top_n}, ratio {self.ratio:g}) beside "
+            f"{int(np.sum(inter['positive']))} real ones")
+        return RecallData(merged, fit.users, fit.items, f"{fit.name}+teacher")
