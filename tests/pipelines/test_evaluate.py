@@ -52,7 +52,8 @@ def test_evaluate_through_the_export_matches_exact_scoring(trained):
     # at the K-th place may be ordered differently, which moves at most one pair per user.
     assert via_export.metrics["num_pairs"] == result.metrics["num_pairs"]
     one_pair = 1.0 / result.metrics["num_pairs"]
-    for key in ("recall@10", "hit_rate@10", "ndcg@10", "mrr"):
+    # (MRR is left out: it reads the whole ranking, and the export returns its top 50.)
+    for key in ("recall@10", "hit_rate@10", "ndcg@10"):
         assert via_export.metrics[key] == pytest.approx(result.metrics[key], abs=one_pair), key
 
 
