@@ -95,3 +95,11 @@ def test_teacher_settings_are_checked():
         RecipeConfig(teacher_ratio=-1.0)
     with pytest.raises(ValueError, match="teacher_top_n must be >= 0"):
         RecipeConfig(teacher_top_n=-1)
+
+
+def test_a_catalogue_over_the_ease_budget_is_a_clear_error():
+    user_ids = np.asarray(["u0", "u1"], dtype=object)
+    catalogue = np.asarray(["a", "b", "c"], dtype=object)
+    train = _log([("u0", "a"), ("u0", "b"), ("u1", "b"), ("u1", "c")])
+    with pytest.raises(ValueError, match="teacher_top_n needs EASE, which does not fit"):
+        EaseTeacher(2, max_bytes=8).prepare(train, user_ids, catalogue, log=lambda *a: None)

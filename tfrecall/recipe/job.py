@@ -22,7 +22,6 @@ from tfrecall.models.persistence import (
     load_model,
     previous_catalogue,
     save_model,
-    union,
 )
 from tfrecall.recipe.config import OUTPUT_SETTINGS, RecipeConfig, needs_ranker
 from tfrecall.recipe.prepare import build_specs, prepare, protocol_note
@@ -85,14 +84,10 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     check_run_dirs(config, log)  # paths and the model_dir's run, before the data is read
     keras.utils.set_random_seed(config.seed)
     previous = load_model(config.warm_start_from) if config.warm_start_from else None
-    catalogue = None
-    if previous is not None:
-        # Items the old model knew stay in the catalogue (and the index) even when the
-        # new log does not mention them.
-        data = prepare(config).data
-        catalogue = union(data.item_catalogue(),
-                          previous_catalogue(config.warm_start_from, previous))
-    prep = prepare(config, catalogue)
+    # Items the old model knew stay in the catalogue (and the index) even when the new log
+    # does not mention them.
+    prep = prepare(config, also_items=None if previous is None else previous_catalogue(
+        config.warm_start_from, previous))
     data, train = prep.data, prep.train
     ks, ks_note = cap_ks(config.ks, len(prep.eval_set.catalogue))
     # The validation slice (epochs are chosen on it) comes out of the training split, so

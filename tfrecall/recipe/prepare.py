@@ -15,6 +15,7 @@ from tfrecall.evaluation.harness import EvalSet, check_evaluable, make_eval_set
 from tfrecall.io.feature_kinds import config_source, infer_feature_specs, load_feature_config
 from tfrecall.io.readers import load_data
 from tfrecall.io.schema import RecallData
+from tfrecall.models.persistence import union
 from tfrecall.recipe.config import RecipeConfig
 from tfrecall.sampling.history import HISTORY_FEATURE, user_histories
 
@@ -58,9 +59,10 @@ class Prepared:
             self.export_item_table = self.item_table
 
 
-def prepare(config: RecipeConfig, catalogue: Optional[np.ndarray] = None) -> Prepared:
+def prepare(config: RecipeConfig, catalogue: Optional[np.ndarray] = None,
+            also_items: Optional[np.ndarray] = None) -> Prepared:
     """Reads and splits the config's log; `catalogue` (e.g. a run's saved one) replaces the
-    log's own item catalogue.
+    log's own item catalogue, and `also_items` (a warm start's indexed items) join it.
 
     Raises:
       ValueError / DataError: bad files, or nothing to evaluate in the held-out split.
@@ -69,6 +71,8 @@ def prepare(config: RecipeConfig, catalogue: Optional[np.ndarray] = None) -> Pre
     data = world.data if world is not None else load_recall_data(config)
     train, test = split_data(data, config)
     catalogue = data.item_catalogue() if catalogue is None else catalogue
+    if also_items is not None:
+        catalogue = union(catalogue, also_items)
     user_ids = data.user_ids()
     user_table = user_feature_table(data, train, user_ids, config)
     if config.split == "item":

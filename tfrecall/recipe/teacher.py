@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from tfrecall.evaluation.baselines import EASE, select_ease_l2
+from tfrecall.ids import catalogue_index, top_k_rows
 from tfrecall.io.schema import RecallData
 
 TEACHER_EVENT = "teacher"
@@ -30,10 +31,8 @@ def positive_index_pairs(data: RecallData, user_ids: np.ndarray,
     (rows with ids outside them are dropped)."""
     inter = data.interactions
     mask = np.asarray(inter["positive"], bool)
-    user_index = {u: i for i, u in enumerate(user_ids.tolist())}
-    item_index = {v: i for i, v in enumerate(catalogue.tolist())}
-    u = np.fromiter((user_index.get(x, -1) for x in inter["user_id"][mask].tolist()), np.int64)
-    i = np.fromiter((item_index.get(x, -1) for x in inter["item_id"][mask].tolist()), np.int64)
+    u = catalogue_index(user_ids, np.asarray(inter["user_id"], dtype=object)[mask])
+    i = catalogue_index(catalogue, np.asarray(inter["item_id"], dtype=object)[mask])
     keep = (u >= 0) & (i >= 0)
     return u[keep], i[keep]
 
@@ -43,13 +42,16 @@ def teacher_top_lists(scores: np.ndarray, seen_users: np.ndarray, seen_items: np
     """Per row of `scores` (users x items), the `top_n` best-scored items the user has not
     seen, best first; `(users, top_n)` int64, -1 where fewer unseen items exist.
 
-    Ties go to the lower item index (a stable sort of -score).
+    Within a list, ties go to the lower item index (at the `top_n`-th place a tie may
+    keep either item).
     """
     scores = np.array(scores, dtype=np.float64, copy=True)
     scores[seen_users, seen_items] = -np.inf
     n = min(top_n, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
-    top = np.where(np.isfinite(np.take_along_axis(scores, order, 1)), order, -1)
+    top = top_k_rows(scores, n)
+    values = np.take_along_axis(scores, top, 1)
+    top = np.take_along_axis(top, np.lexsort((top, -values), axis=-1), 1)
+    top = np.where(np.isfinite(np.take_along_axis(scores, top, 1)), top, -1)
     if n < top_n:
         top = np.concatenate([top, np.full((len(top), top_n - n), -1, np.int64)], 1)
     return top.astype(np.int64)
@@ -80,8 +82,12 @@ class EaseTeacher:
         """Chooses lambda on the training split (never the test split), if not given."""
         if self.l2 is None:
             u, i = positive_index_pairs(train, user_ids, catalogue)
-            self.l2, _ = select_ease_l2(u, i, len(user_ids), len(catalogue),
-                                        max_bytes=self.max_bytes)
+            try:
+                self.l2, _ = select_ease_l2(u, i, len(user_ids), len(catalogue),
+                                            max_bytes=self.max_bytes)
+            except MemoryError as e:  # a setting the user chose: say which and why
+                raise ValueError(f"teacher_top_n needs EASE, which does not fit here: {e}; "
+                                 "set teacher_top_n=0") from None
             log(f"teacher: EASE lambda {self.l2:g} (validation slice of the training split)")
         return self
 
@@ -95,12 +101,10 @@ class EaseTeacher:
         users = np.unique(u)
         tops = []
         for start in range(0, len(users), 512):
-            block = users[start:start + 512]
-            scores = ease.score(block)
-            local = {v: k for k, v in enumerate(block.tolist())}
-            in_block = np.isin(u, block)
-            rows = np.fromiter((local[x] for x in u[in_block].tolist()), np.int64)
-            tops.append(teacher_top_lists(scores, rows, i[in_block], self.top_n))
+            block = users[start:start + 512]  # sorted, so a block is a range of indices
+            in_block = (u >= block[0]) & (u <= block[-1])
+            rows = np.searchsorted(block, u[in_block])
+            tops.append(teacher_top_lists(ease.score(block), rows, i[in_block], self.top_n))
         return users, np.concatenate(tops) if tops else np.zeros((0, self.top_n), np.int64)
 
     def augment(self, fit: RecallData, user_ids: np.ndarray, catalogue: np.ndarray,
