@@ -45,21 +45,27 @@ DEFAULT_CONFIDENCE = 0.99
 
 
 class BruteForceIndex(Index):
-    """Exact search: `(B, D) x (n, D)^T` then `top_k`."""
+    """Exact search: `(B, D) x (n, D)^T`, best C selected by blocks (`partitioned.exact_search`).
+
+    The catalogue is held as `head` (whole blocks of `partitioned.EXACT_BLOCK` rows)
+    and `tail` (the rest), so the scores of `head` split into blocks without a copy.
+    """
 
     kind = "brute_force"
 
     def __init__(self, embeddings: np.ndarray):
         super().__init__(name="brute_force_index")
-        self.embeddings = tf.Variable(np.asarray(embeddings, np.float32), trainable=False)
+        x = np.asarray(embeddings, np.float32)
+        full = len(x) // ivf.EXACT_BLOCK * ivf.EXACT_BLOCK
+        self.head = tf.Variable(x[:full], trainable=False)
+        self.tail = tf.Variable(x[full:], trainable=False)
 
     def _scores(self, queries):
-        return tf.matmul(queries, self.embeddings, transpose_b=True)  # (B, n)
+        return tf.concat([tf.matmul(queries, self.head, transpose_b=True),
+                          tf.matmul(queries, self.tail, transpose_b=True)], axis=1)  # (B, n)
 
     def candidates(self, queries, num_results):
-        c = tf.minimum(tf.cast(num_results, tf.int32), tf.shape(self.embeddings)[0])
-        top, rows = tf.math.top_k(self._scores(queries), k=c)
-        return rows, top
+        return ivf.exact_search(queries, self.head, self.tail, num_results)
 
     def search(self, queries, k, exclude_rows=None):
         if exclude_rows is None:
@@ -77,23 +83,40 @@ class BruteForceIndex(Index):
 
 
 class PartitionedIndex(Index):
-    """An inverted file searched with stock TensorFlow ops (see `partitioned`)."""
+    """An inverted file searched with stock TensorFlow ops (see `partitioned`).
+
+    Args:
+      layout: the partitions.
+      nprobe: partitions probed per query.
+      storage: "bfloat16" (default): members held as bfloat16 hi/lo halves
+        (`partitioned.split_bfloat16`, the bytes of float32), scored coarsely from hi,
+        the best candidates re-scored exactly; "float32": scored exactly in one pass.
+    """
 
     kind = "partitioned"
 
-    def __init__(self, layout: ivf.PartitionLayout, nprobe: int):
+    def __init__(self, layout: ivf.PartitionLayout, nprobe: int, storage: str = "bfloat16"):
         super().__init__(name="partitioned_index")
         if not 1 <= nprobe <= layout.num_partitions:
             raise ValueError(f"nprobe must be in [1, {layout.num_partitions}], got {nprobe}")
+        if storage not in ivf.STORAGES:
+            raise ValueError(f"storage must be one of {ivf.STORAGES}, got {storage!r}")
         self.nprobe = int(nprobe)
+        self.storage = storage
         self.centroids = tf.Variable(layout.centroids, trainable=False)
-        self.partition_embeddings = tf.Variable(layout.embeddings, trainable=False)
         self.partition_members = tf.Variable(layout.members, trainable=False)
+        self.partition_residuals = None
+        if storage == "float32":
+            self.partition_embeddings = tf.Variable(layout.embeddings, trainable=False)
+        else:
+            hi, lo = ivf.split_bfloat16(layout.embeddings)
+            self.partition_embeddings = tf.Variable(hi, trainable=False)
+            self.partition_residuals = tf.Variable(lo, trainable=False)
 
     def candidates(self, queries, num_results):
         return ivf.partitioned_search(
             queries, self.centroids, self.partition_embeddings, self.partition_members,
-            self.nprobe, num_results,
+            self.nprobe, num_results, residuals=self.partition_residuals,
         )
 
 
@@ -120,6 +143,7 @@ def build_partitioned(
     num_clusters: Optional[int] = None,
     capacity: int = ivf.DEFAULT_CAPACITY,
     confidence: float = DEFAULT_CONFIDENCE,
+    storage: str = "bfloat16",
 ) -> Tuple[Index, IndexReport]:
     """An inverted file whose `nprobe` is the smallest reaching `target_recall` with margin.
 
@@ -141,7 +165,10 @@ def build_partitioned(
       num_clusters: k-means cells (default about sqrt(n)).
       capacity: items per leaf S.
       confidence: of the lower bound on recall that must reach the target.
+      storage: member storage, "bfloat16" or "float32" (`PartitionedIndex`).
     """
+    if storage not in ivf.STORAGES:  # checked before the build's minutes
+        raise ValueError(f"storage must be one of {ivf.STORAGES}, got {storage!r}")
     start = time.time()
     n = len(embeddings)
     if n < exact_below:
@@ -165,7 +192,7 @@ def build_partitioned(
     reach = np.nonzero(bound >= target_recall - 1e-12)[0]
     nprobe = int(reach[0]) + 1 if len(reach) else layout.num_partitions
     nprobe = min(max(nprobe, min_probe), layout.num_partitions)
-    index = PartitionedIndex(layout, nprobe)
+    index = PartitionedIndex(layout, nprobe, storage)
     tried = []
     while True:
         index.nprobe = nprobe  # read when a search is traced or run eagerly
@@ -187,7 +214,8 @@ def build_partitioned(
         index_bytes=layout.nbytes,
         params={
             "num_partitions": layout.num_partitions, "capacity": layout.capacity,
-            "nprobe": nprobe, "scanned_fraction": round(nprobe * layout.capacity / n, 5),
+            "nprobe": nprobe, "storage": storage,
+            "scanned_fraction": round(nprobe * layout.capacity / n, 5),
             "padded_rows": int(layout.members.size), "padding": round(layout.members.size
                                                                       / members, 4),
             "recall_lower_bound": round(low, 5), "confidence": confidence, "seed": seed,

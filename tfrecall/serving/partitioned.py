@@ -51,6 +51,23 @@ DEFAULT_CAPACITY = 64
 # fine, hundreds of MB per request is not.
 _BLOCK_BYTES = 16 * 2**20
 
+# Member storage: float32 scored exactly, or bfloat16 hi/lo halves (`split_bfloat16`)
+# scored coarsely from hi, then re-scored exactly.
+STORAGES = ("float32", "bfloat16")
+
+# The bfloat16 pass keeps at least this many candidates per query for the re-score.
+# Its scores are rounded to 8 mantissa bits (about 0.004 near 1), so close items
+# tie; on the hard catalogue of `benchmarks/serving.py` (1M items) the exact top 10
+# of every query was inside the coarse top 20 over the whole catalogue.
+REORDER_MIN = 64
+
+# Rows per block of the exact search's selection (`exact_search`).
+EXACT_BLOCK = 64
+
+# Scores per block of the partitioned search's selection (about sqrt(nprobe S / C)
+# for the C of 100-200 and the nprobe S of tens of thousands the hard catalogue needs).
+_SELECT_BLOCK = 16
+
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -269,6 +286,17 @@ def probe_recall_curve(
     return mean, np.sqrt(np.maximum(second - mean**2, 0.0))
 
 
+def split_bfloat16(x: np.ndarray) -> Tuple[tf.Tensor, tf.Tensor]:
+    """`(hi, lo)` bfloat16 tensors with hi + lo = x to about 2^-17 relative (16 mantissa bits).
+
+    hi = bfloat16(x) is what the coarse pass scores; lo = bfloat16(x - hi) restores the
+    lower bits for the exact re-score. Together they take the bytes of float32 x.
+    """
+    x = tf.constant(np.asarray(x, np.float32))
+    hi = tf.cast(x, tf.bfloat16)
+    return hi, tf.cast(x - tf.cast(hi, tf.float32), tf.bfloat16)
+
+
 def partitioned_search(
     queries: tf.Tensor,
     centroids: tf.Tensor,
@@ -276,35 +304,59 @@ def partitioned_search(
     members: tf.Tensor,
     nprobe: int,
     num_results: tf.Tensor,
+    residuals: Optional[tf.Tensor] = None,
 ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Top items of each query from its `nprobe` best partitions, scored exactly.
 
     Each query's partitions are gathered and scored by one batched matmul, in blocks
     of queries whose gathered members stay under `_BLOCK_BYTES`; the best results
-    come from `top_k_by_block`.
+    come from `top_k_by_block`. With bfloat16 `embeddings` (the `hi` half of
+    `split_bfloat16`) that pass is coarse: it keeps the best max(2C, `REORDER_MIN`)
+    candidates, which are re-scored in float32 from `embeddings + residuals` (ScaNN's
+    reorder step) before the best C are taken.
 
     Args:
       queries: `(B, D)` float32.
       centroids: `(P, D)` float32 partition directions.
-      embeddings: `(P, S, D)` float32 padded members.
+      embeddings: `(P, S, D)` float32 padded members, or bfloat16 `hi`.
       members: `(P, S)` int32 catalogue rows, -1 = padding.
       nprobe: partitions probed per query (Python int, 1 <= nprobe <= P).
       num_results: scalar int32 C, results per query (capped at nprobe * S).
+      residuals: `(P, S, D)` bfloat16 `lo`, required with bfloat16 `embeddings`.
 
     Returns:
       `(rows, scores)`: `(B, C')` int32 catalogue rows (-1 where the probed partitions
       hold fewer than C items) and `(B, C')` float32 dot products, best first,
       C' = min(C, nprobe * S).
     """
+    if (embeddings.dtype == tf.bfloat16) != (residuals is not None):
+        raise ValueError("partitioned_search: residuals go with bfloat16 embeddings only, "
+                         f"got {embeddings.dtype.name} embeddings, residuals given: "
+                         f"{residuals is not None}")
     cap = embeddings.shape[1]
     c = tf.minimum(tf.cast(num_results, tf.int32), nprobe * cap)
     _, probe = tf.math.top_k(tf.matmul(queries, centroids, transpose_b=True), k=nprobe)
-    scores = _probed_scores(queries, embeddings, probe)  # (B, nprobe, S)
+    scores = _probed_scores(queries, embeddings, probe)  # (B, nprobe, S) float32
     # Padding scores MIN_FLOAT. (Folding this into the matmul with a bias column,
     # D + 1 = 65, measured 7% slower in batches and 25% for single queries: the odd
     # width costs the matmul more than the select it saves.)
     scores = tf.where(tf.gather(members, probe) >= 0, scores, MIN_FLOAT)
-    top, pos = top_k_by_block(scores, c)
+    # Selection blocks of about sqrt(nprobe * S / C) scores keep both `top_k` inputs
+    # of `top_k_by_block` small (the flattened positions are the same).
+    select = _SELECT_BLOCK if cap % _SELECT_BLOCK == 0 else cap
+    scores = tf.reshape(scores, [-1, nprobe * cap // select, select])
+    if residuals is None:
+        top, pos = top_k_by_block(scores, c)
+    else:
+        r = tf.minimum(tf.maximum(2 * c, REORDER_MIN), nprobe * cap)
+        coarse, pos = top_k_by_block(scores, r)
+        at = tf.stack([tf.gather(probe, pos // cap, batch_dims=1), pos % cap], axis=-1)
+        exact = (tf.cast(tf.gather_nd(embeddings, at), tf.float32)
+                 + tf.cast(tf.gather_nd(residuals, at), tf.float32))  # (B, r, D)
+        rescored = tf.where(coarse > MIN_FLOAT, tf.matmul(exact, queries[:, :, None])[..., 0],
+                            MIN_FLOAT)
+        top, best = tf.math.top_k(rescored, k=c)
+        pos = tf.gather(pos, best, batch_dims=1)
     leaf = tf.gather(probe, pos // cap, batch_dims=1)
     rows = tf.gather_nd(members, tf.stack([leaf, pos % cap], axis=-1))
     return tf.where(top > MIN_FLOAT, rows, -1), top
@@ -336,15 +388,55 @@ def top_k_by_block(scores: tf.Tensor, c: tf.Tensor) -> Tuple[tf.Tensor, tf.Tenso
     return top, tf.gather(best, pos // s, batch_dims=1) * s + pos % s
 
 
+def exact_search(queries: tf.Tensor, head: tf.Tensor, tail: tf.Tensor, num_results
+                 ) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Exact top C of every query over the rows of `head` then `tail`, selected by blocks.
+
+    One `top_k` over all n scores costs about 15 ns per score on 2 cores, more than
+    the matmul: scoring `head` (a whole number of `EXACT_BLOCK`-row blocks) and
+    selecting with `top_k_by_block` reads each score once for the block maxima and
+    sorts only C blocks' worth, the same results (exact up to ties). `tail` holds
+    the last n mod `EXACT_BLOCK` rows, merged as they are (kept apart so the scores
+    of `head` reshape into blocks without a copy).
+
+    Args:
+      queries: `(B, D)` float32.
+      head: `(nb * EXACT_BLOCK, D)` float32, the first rows of the catalogue.
+      tail: `(t, D)` float32, the remaining rows, t < `EXACT_BLOCK` (may be 0).
+      num_results: scalar int C, capped at n.
+
+    Returns:
+      `(rows, scores)`: `(B, C')` int32 catalogue rows and float32 scores, best first,
+      C' = min(C, n).
+    """
+    b = tf.shape(queries)[0]
+    nb, t = head.shape[0] // EXACT_BLOCK, tail.shape[0]
+    if head.shape[0] != nb * EXACT_BLOCK or t >= EXACT_BLOCK:
+        raise ValueError(f"exact_search: head must hold whole blocks of {EXACT_BLOCK} rows "
+                         f"and tail fewer, got {head.shape[0]} and {t}")
+    c = tf.minimum(tf.cast(num_results, tf.int32), nb * EXACT_BLOCK + t)
+    if nb == 0:
+        top, rows = tf.math.top_k(tf.matmul(queries, tail, transpose_b=True), k=c)
+        return rows, top
+    scores = tf.reshape(tf.matmul(queries, head, transpose_b=True), [b, nb, EXACT_BLOCK])
+    top, rows = top_k_by_block(scores, tf.minimum(c, nb * EXACT_BLOCK))
+    top = tf.concat([top, tf.matmul(queries, tail, transpose_b=True)], axis=1)
+    rows = tf.concat([rows, tf.broadcast_to(tf.range(nb * EXACT_BLOCK, nb * EXACT_BLOCK + t),
+                                            [b, t])], axis=1)
+    top, pos = tf.math.top_k(top, k=c)
+    return tf.gather(rows, pos, batch_dims=1), top
+
+
 def _probed_scores(queries, embeddings, probe):
     """`(B, nprobe, S)` scores of each query against its own probed partitions."""
     d = embeddings.shape[-1]
     nprobe, cap = probe.shape[1], embeddings.shape[1]
-    block = max(1, _BLOCK_BYTES // max(1, nprobe * cap * d * 4))
+    block = max(1, _BLOCK_BYTES // max(1, nprobe * cap * d * embeddings.dtype.size))
 
     def search_block(qb, pb):
         emb = tf.reshape(tf.gather(embeddings, pb), [-1, nprobe * cap, d])
-        return tf.reshape(tf.matmul(emb, qb[:, :, None]), [-1, nprobe, cap])
+        scores = tf.matmul(emb, tf.cast(qb, embeddings.dtype)[:, :, None])
+        return tf.reshape(tf.cast(scores, tf.float32), [-1, nprobe, cap])
 
     def blocked():
         # map_fn costs a few ms of loop machinery, so only batches too large for one
@@ -363,10 +455,15 @@ def _probed_scores(queries, embeddings, probe):
 
 __all__ = [
     "DEFAULT_CAPACITY",
+    "EXACT_BLOCK",
     "PartitionLayout",
+    "REORDER_MIN",
+    "STORAGES",
     "build_partitions",
+    "exact_search",
     "partitioned_search",
     "top_k_by_block",
     "probe_recall_curve",
     "spherical_kmeans",
+    "split_bfloat16",
 ]

@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
+from tfrecall.serving.partitioned import EXACT_BLOCK, exact_search
 
 # Exact scores are float32 dot products; the same pair scored by two code paths (numpy
 # BLAS, TensorFlow, ScaNN's reordering) can differ in the last bits.
@@ -26,8 +27,9 @@ def exact_top_k(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Exact top-k by dot product, in query chunks so `(chunk, n)` scores fit in memory.
 
-    TensorFlow's multi-threaded `top_k` is about 5x faster than numpy's `argpartition`
-    here (1M items, 2 cores), which matters as tuning runs it on every export.
+    Scored by `partitioned.exact_search` (matmul, then `top_k` over the best blocks),
+    several times faster than numpy's `argpartition` or one `top_k` over all n at 1M
+    items on 2 cores, which matters as tuning runs it on every export.
 
     Args:
       queries: `(Q, D)` float32.
@@ -37,17 +39,19 @@ def exact_top_k(
 
     Returns:
       `(rows, scores)`: `(Q, k)` int64 catalogue rows and `(Q, k)` float32 scores,
-      best first (equal scores: lower row first).
+      best first.
     """
     k = min(int(k), len(embeddings))
-    db = tf.constant(np.asarray(embeddings, np.float32))
+    x = np.asarray(embeddings, np.float32)
+    full = len(x) // EXACT_BLOCK * EXACT_BLOCK
+    head, tail = tf.constant(x[:full]), tf.constant(x[full:])
     rows_out = np.zeros((len(queries), k), np.int64)
     scores_out = np.zeros((len(queries), k), np.float32)
     for s in range(0, len(queries), chunk):
         q = tf.constant(np.asarray(queries[s : s + chunk], np.float32))
-        top = tf.math.top_k(tf.matmul(q, db, transpose_b=True), k=k)
-        rows_out[s : s + chunk] = top.indices.numpy()
-        scores_out[s : s + chunk] = top.values.numpy()
+        rows, top = exact_search(q, head, tail, k)
+        rows_out[s : s + chunk] = rows.numpy()
+        scores_out[s : s + chunk] = top.numpy()
     return rows_out, scores_out
 
 
