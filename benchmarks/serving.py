@@ -85,6 +85,9 @@ flags.DEFINE_integer("single_queries", 1000, "Single-user calls timed per kind."
 flags.DEFINE_integer("batch_size", 256, "Users per call for QPS.")
 flags.DEFINE_float("qps_seconds", 5.0, "Seconds of batched calls per kind.")
 flags.DEFINE_integer("seed", 0, "Generator seed.")
+flags.DEFINE_bool("reference", True, "Also time the issue-16 reference exact search: one "
+                  "matmul + one top_k over the whole catalogue (a tf.function on the query "
+                  "embeddings, no SavedModel: it skips the user tower the exports run).")
 flags.DEFINE_string("export_dir", None, "Where the exports go (default: a temp dir, removed).")
 
 
@@ -165,23 +168,43 @@ def measure(path, kind, items, users, queries, exact_scores):
         ids = sig(user_id=tf.constant(users[s : s + 256]))["item_ids"].numpy()[:, :10]
         found.append([[row_of.get(i.decode(), -1) for i in r] for r in ids])
     recall = recall_at_k(np.concatenate(found), queries, items, exact_scores, 10)
-    for u in users[:20]:  # warm-up
-        sig(user_id=tf.constant([u]))
+    singles = [tf.constant([u]) for u in users]
+    p50, p99, qps = time_calls(lambda x: sig(user_id=x)["item_ids"].numpy(), singles,
+                               tf.constant(np.resize(users, FLAGS.batch_size)))
+    return recall, p50, p99, qps
+
+
+def time_calls(fn, singles, batch):
+    """`(p50 ms, p99 ms, QPS)`: `fn` on one input of `singles` a call, then on `batch`."""
+    for x in singles[:20]:  # warm-up
+        fn(x)
     lat = []
     for i in range(FLAGS.single_queries):
-        feed = tf.constant([users[i % len(users)]])
+        feed = singles[i % len(singles)]
         t = time.perf_counter()
-        sig(user_id=feed)["item_ids"].numpy()
+        fn(feed)
         lat.append(time.perf_counter() - t)
     lat = np.array(lat) * 1e3
-    batch = tf.constant(np.resize(users, FLAGS.batch_size))
-    sig(user_id=batch)
+    fn(batch)
     calls, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < FLAGS.qps_seconds or calls < 2:
-        sig(user_id=batch)["item_ids"].numpy()
+        fn(batch)
         calls += 1
-    qps = calls * FLAGS.batch_size / (time.perf_counter() - t0)
-    return recall, float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), qps
+    qps = calls * len(batch) / (time.perf_counter() - t0)
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), qps
+
+
+def measure_reference(items, queries):
+    """The exact search of issue 16's table: matmul + `top_k` over all n, K results."""
+    db = tf.constant(items)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, items.shape[1]], tf.float32)])
+    def search(q):
+        return tf.math.top_k(tf.matmul(q, db, transpose_b=True), k=FLAGS.k).indices
+
+    singles = [tf.constant(queries[i : i + 1]) for i in range(len(queries))]
+    batch = tf.constant(np.resize(queries, (FLAGS.batch_size, queries.shape[1])))
+    return time_calls(lambda x: search(x).numpy(), singles, batch)
 
 
 def main(argv):
@@ -232,16 +255,25 @@ def main(argv):
                          info["saved_model_bytes"] / 2**20, info["recall_at_10"], recall, p50,
                          p99, qps, report["params"], report["tuning_seconds"], load))
             print(rows[-1], flush=True)
+        if FLAGS.reference:
+            load = os.getloadavg()[0]
+            p50, p99, qps = measure_reference(items, queries[half:])
+            load = f"{load:.1f}-{os.getloadavg()[0]:.1f}"
+            rows.append(("reference: matmul + top_k", "exact", float("nan"), float("nan"),
+                         items.nbytes / 2**20, float("nan"), 1.0, 1.0, p50, p99, qps, {},
+                         float("nan"), load))
+            print(rows[-1], flush=True)
     finally:
         if FLAGS.export_dir is None:
             shutil.rmtree(base, ignore_errors=True)
 
     bf_qps = next((r[10] for r in rows if r[0] == "brute_force"), float("nan"))
     scann_qps = next((r[10] for r in rows if r[0] == "scann"), float("nan"))
+    ref_qps = next((r[10] for r in rows if r[0].startswith("reference")), float("nan"))
     header = ("index", "mode", "build s", "of it tuning s", "export s", "index MiB",
               "SavedModel MiB",
               "recall@10 tune", "recall@10 eval", "p50 ms", "p99 ms", "QPS", "x brute",
-              "x scann", "load")
+              "x reference", "x scann", "load")
     print()
     print(f"{FLAGS.catalogue} catalogue, {FLAGS.num_items} items x {FLAGS.dim} dims, "
           f"K={FLAGS.k}, batch {FLAGS.batch_size}, "
@@ -252,7 +284,8 @@ def main(argv):
         cells = (r[0], r[1], f"{r[2]:.1f}", f"{r[12]:.1f}", f"{r[3]:.1f}", f"{r[4]:.0f}",
                  f"{r[5]:.0f}",
                  f"{r[6]:.4f}", f"{r[7]:.4f}", f"{r[8]:.2f}", f"{r[9]:.2f}", f"{r[10]:.0f}",
-                 f"{r[10] / bf_qps:.1f}", f"{r[10] / scann_qps:.2f}", r[13])
+                 f"{r[10] / bf_qps:.1f}", f"{r[10] / ref_qps:.1f}", f"{r[10] / scann_qps:.2f}",
+                 r[13])
         print("| " + " | ".join(cells) + " |")
     for r in rows:
         print(f"{r[0]} params: {r[11]}")
