@@ -2,9 +2,11 @@
 
 Three kinds, one interface (`index_base.Index.search`):
 
-- ``brute_force``: exact `matmul` + `top_k` over all items; stock TensorFlow ops.
+- ``brute_force``: exact `matmul` over all items, top C selected by blocks
+  (`partitioned.exact_search`); stock TensorFlow ops.
 - ``partitioned``: an inverted file of small leaves (`tfrecall.serving.partitioned`);
-  stock TensorFlow ops, sub-linear, `nprobe` tuned to a target recall.
+  stock TensorFlow ops, sub-linear, `nprobe` tuned to a target recall, members in
+  bfloat16 hi + lo halves (coarse pass, exact re-score) or float32.
 - ``scann``: ScaNN (`tfrecall.serving.scann_index`); needs the ScaNN ops to load.
 
 Every builder follows the catalogue: below `exact_below` items the index is exact
