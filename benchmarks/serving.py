@@ -14,6 +14,11 @@ users), load it with `tf.saved_model.load` as a server would, and measure throug
 - single-query latency p50/p99 (one user per call, after warm-up);
 - batched QPS (--batch_size users per call, for --qps_seconds).
 
+With --reference (default), issue 16's yardstick is timed in the same run: one matmul
+plus one `top_k` over the whole catalogue (a `tf.function` on the query embeddings, no
+SavedModel), so "x reference" compares with the exact search before `brute_force`
+selected its top by blocks ("x brute" compares with `brute_force` as it is now).
+
 The catalogue (default 1M items x 64 dims) comes from a hierarchical mixture of
 Gaussians on the unit sphere, the shape of trained retrieval embeddings (genres >
 sub-topics > items) rather than uniform noise, on which no index beats brute force:
