@@ -50,8 +50,8 @@ def train(args) -> str:
         interactions=LOGS[args.log], channels=CHANNELS, index="brute_force",
         model_dir=args.model_dir, overwrite=True, verbose=0, seed=args.seed)
     result = run(config, log=lambda *_: None)
-    print(f"in-run (train process): order {list(result.channels.order)}, quotas "
-          f"{list(result.channels.quotas)}, validation recall@100 "
+    print(f"in-run (train process): order {list(result.channels.order)}, "
+          f"{result.channels.merge} {list(result.channels.shares)}, validation recall@100 "
           f"{json.dumps({c: round(v, 4) for c, v in result.channels.validation.items()})}")
     return result.export_path
 

@@ -16,7 +16,10 @@ from tfrecall.models import TwoTowerModel
 from tfrecall.serving import embed_items, embed_users, export_saved_model
 from tfrecall.serving.channel_tables import attribute_index, build_tables, item2item_table
 from tfrecall.serving.channels import (
+    FUSION_OFFSET,
     ChannelModule,
+    first_positions,
+    fusion_positions,
     merge_quotas,
     positive_top_k,
     quota_grid,
@@ -47,6 +50,55 @@ def reference_merge(lists, quotas, k):
                 out.append((r, c))
                 taken.add(r)
     return (out + [(-1, -1)] * k)[:k]
+
+
+def reference_fusion(lists, weights, k):
+    """Weighted reciprocal-rank fusion in plain Python (float64): (row, tag channel)."""
+    total, first, tag = {}, {}, {}
+    for c, rows in enumerate(lists):
+        for p, r in enumerate(rows):
+            if r < 0:
+                continue
+            w = weights[c] / (FUSION_OFFSET + p + 1)
+            total[r] = total.get(r, 0.0) + w
+            first.setdefault(r, c * len(rows) + p)
+            if r not in tag or w > tag[r][0]:
+                tag[r] = (w, c)
+    ranked = sorted(total, key=lambda r: (-round(total[r] * 2**24), first[r]))
+    return ([(r, tag[r][1]) for r in ranked] + [(-1, -1)] * k)[:k]
+
+
+def fuse(lists, weights, k):
+    cat = tf.concat([tf.constant(x, tf.int32) for x in lists], axis=1)
+    pos, tag = fusion_positions(cat, first_positions(cat), weights, k)
+    rows = np.where(pos.numpy() >= 0, np.take_along_axis(cat.numpy(), np.maximum(
+        pos.numpy(), 0), axis=1), -1)
+    return rows, tag.numpy()
+
+
+def test_fusion_by_hand_and_against_plain_python():
+    a, b = [[5, 2, 7, -1]], [[2, 9, 8, 1]]
+    # 2: .5/62 + .5/61; 5: .5/61; 9: .5/62; 7 and 8: .5/63 each, 7 first in merge order.
+    rows, tags = fuse([a, b], (0.5, 0.5), 4)
+    assert rows[0].tolist() == [2, 5, 9, 7] and tags[0].tolist() == [1, 0, 1, 0]
+    # One channel's weight: its list, then the others' items in merge order.
+    rows, tags = fuse([a, b], (1.0, 0.0), 4)
+    assert rows[0].tolist() == [5, 2, 7, 9] and tags[0].tolist() == [0, 0, 0, 1]
+    rows, _ = fuse([[[-1, -1, -1, -1]], b], (1.0, 0.0), 4)
+    assert rows[0].tolist() == [2, 9, 8, 1]  # nothing to say: the next channel's list
+    rng = np.random.default_rng(1)
+    k, m = 6, 3
+    lists = []
+    for _ in range(m):
+        rows = np.stack([rng.permutation(12)[:k] for _ in range(30)]).astype(np.int32)
+        rows[:, 4:][rng.random((30, 2)) < 0.5] = -1  # some short lists
+        lists.append(rows)
+    for weights in [(0.2, 0.3, 0.5), (0.0, 0.7, 0.3), (1.0, 0.0, 0.0)]:
+        rows, tags = fuse(lists, weights, k)
+        for u in range(30):
+            want = reference_fusion([x[u] for x in lists], weights, k)
+            assert rows[u].tolist() == [r for r, _ in want], (weights, u)
+            assert tags[u].tolist() == [c for _, c in want], (weights, u)
 
 
 def test_item2item_table_is_itemcf_cosine_by_hand():
@@ -129,10 +181,10 @@ def module_parts():
     return model, tables, embeddings
 
 
-def make_module(parts, quotas=(1, 1, 1, 1), k=4):
+def make_module(parts, quotas=(1, 1, 1, 1), k=4, **merge):
     model, tables, embeddings = parts
     index, _ = build_brute_force(embeddings)
-    return ChannelModule(model, ITEMS, index, k, tables, ALL, quotas)
+    return ChannelModule(model, ITEMS, index, k, tables, ALL, quotas, **merge)
 
 
 USERS = {"user_id": ["u0", "nobody", "u1"], "history": ["i0", "", "i0| i3"]}
@@ -194,13 +246,30 @@ def test_merge_is_the_plain_python_merge_of_the_channels(module_parts):
     assert all(ids(merged)[1])
 
 
+def test_fusion_module_is_the_plain_python_fusion_of_the_channels(module_parts):
+    for weights in [(0.25, 0.25, 0.25, 0.25), (0.0, 0.0, 1.0, 0.0), (0.5, 0.1, 0.2, 0.2)]:
+        module = make_module(module_parts, merge="fusion", weights=weights)
+        lists = [[[int(i[1:]) if i else -1 for i in row] for row in ids(call(module, "channel_"
+                                                                          + c))] for c in ALL]
+        merged = call(module, "serving_default")
+        for u in range(3):
+            want = reference_fusion([lists[c][u] for c in range(4)], weights, 4)
+            assert ids(merged)[u] == [f"i{r}" if r >= 0 else "" for r, _ in want]
+            assert merged["channels"][u].astype(str).tolist() == [
+                ALL[c] if c >= 0 else "" for _, c in want]
+
+
 def test_bad_arguments_are_refused(module_parts):
     model, tables, embeddings = module_parts
     index, _ = build_brute_force(embeddings)
     with pytest.raises(ValueError, match="one or more of"):
         ChannelModule(model, ITEMS, index, 4, tables, ("two_tower", "mf"))
-    with pytest.raises(ValueError, match="one number per channel"):
+    with pytest.raises(ValueError, match="quotas must give one number >= 0 per channel"):
         ChannelModule(model, ITEMS, index, 4, tables, ALL, (1, 1))
+    with pytest.raises(ValueError, match="weights must give"):
+        ChannelModule(model, ITEMS, index, 4, tables, ALL, weights=(1, -1, 0, 0))
+    with pytest.raises(ValueError, match="merge must be one of"):
+        ChannelModule(model, ITEMS, index, 4, tables, ALL, merge="rrf")
     with pytest.raises(ValueError, match="tables cover 6 items"):
         ChannelModule(model, ITEMS[:5], index, 4, tables, ALL)
     plain = TwoTowerModel.from_specs([FeatureSpec("user_id", "id", embedding_dim=4)],

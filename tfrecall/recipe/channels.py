@@ -1,13 +1,14 @@
 """Multi-channel recall in a run (``--channels``): the channels' tables from the training
-split, the merge's quotas chosen on the validation slice, each channel alone and the
+split, the merge (quotas or weighted rank fusion) chosen on the validation slice, each
+channel alone and the
 merge evaluated at the same K on the held-out split, and the merged export's module.
 
-The quotas are chosen without the test split: the search stage's model and tables built
+The merge is chosen without the test split: the search stage's model and tables built
 from the training split minus the validation slice rank the validation users; the
 channels are ordered by their validation Recall@K alone (best first) and every split of
 K over them in tenths (`tfrecall.serving.channels.quota_grid`, which holds "all K to one
-channel") is scored; the best is kept. The final model and tables (whole training split)
-then serve with those quotas.
+channel") is scored as quotas and as fusion weights; the best is kept. The final model
+and tables (whole training split) then serve with it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from tfrecall.recipe.prepare import Prepared, user_feature_table
 from tfrecall.serving.channel_tables import ChannelTables, build_tables
 from tfrecall.serving.channels import (
     CHANNEL_PREFIX,
+    MERGES,
     ChannelModule,
-    first_occurrence,
+    first_positions,
+    fusion_positions,
     quota_grid,
     quota_positions,
 )
@@ -44,7 +47,9 @@ class ChannelRun:
 
     Attributes:
       order: the channels in merge order.
-      quotas: items each channel gives first, aligned with `order`.
+      merge: "quotas" or "fusion" (`tfrecall.serving.channels.MERGES`).
+      shares: aligned with `order`: the quotas (items each channel gives first) or the
+        fusion weights.
       k: the length of every list (each channel's and the merge's).
       attribute: the attribute channel's item column (None without it).
       validation: validation Recall@k of each channel alone and of the chosen merge
@@ -54,7 +59,8 @@ class ChannelRun:
     """
 
     order: Tuple[str, ...]
-    quotas: Tuple[int, ...]
+    merge: str
+    shares: Tuple[float, ...]
     k: int
     attribute: Optional[str]
     validation: Dict[str, float]
@@ -62,7 +68,8 @@ class ChannelRun:
     tables: ChannelTables
 
     def summary_json(self) -> dict:
-        return {"order": list(self.order), "quotas": list(self.quotas), "k": self.k,
+        return {"order": list(self.order), "merge": self.merge, "shares": list(self.shares),
+                "k": self.k,
                 "attribute": self.attribute,
                 "validation_recall": {c: round(v, 5) for c, v in self.validation.items()},
                 "metrics": {c: {m: round(v, 5) for m, v in ms.items()}
@@ -106,10 +113,18 @@ def split_tables(config: RecipeConfig, split: RecallData, prep: Prepared,
 
 
 def channel_module(model, prep: Prepared, tables: ChannelTables, order: Sequence[str],
-                   quotas: Optional[Sequence[int]], k: int) -> ChannelModule:
+                   merge: str, shares: Optional[Sequence[float]], k: int) -> ChannelModule:
     """An in-memory `ChannelModule` over the catalogue (exact two-tower search)."""
     index, _ = build_brute_force(embed_items(model, prep.item_table))
-    return ChannelModule(model, prep.catalogue, index, k, tables, order, quotas)
+    return ChannelModule(model, prep.catalogue, index, k, tables, order,
+                         **merge_arguments(merge, shares))
+
+
+def merge_arguments(merge: str, shares: Optional[Sequence[float]]) -> dict:
+    """`ChannelModule`'s merge keywords for a merge kind and its shares."""
+    if merge == "fusion":
+        return {"merge": merge, "weights": shares}
+    return {"merge": merge, "quotas": None if shares is None else [int(q) for q in shares]}
 
 
 def channel_lists(module: ChannelModule, eval_set: EvalSet, user_table: dict,
@@ -130,38 +145,54 @@ def score_lists(lists: Dict[int, list], eval_set: EvalSet, ks: Sequence[int]) ->
                               eval_set.exclude, ks, eval_set.item_popularity)
 
 
-def choose_quotas(lists: Dict[str, Dict[int, list]], eval_set: EvalSet, k: int,
-                  steps: int = 10) -> Tuple[Tuple[str, ...], Tuple[int, ...], Dict[str, float]]:
-    """The merge order and quotas with the best Recall@k on `eval_set` (validation).
+def choose_merge(lists: Dict[str, Dict[int, list]], eval_set: EvalSet, k: int,
+                 steps: int = 10) -> Tuple[Tuple[str, ...], str, Tuple[float, ...],
+                                           Dict[str, float]]:
+    """The merge order, kind and shares with the best Recall@k on `eval_set` (validation).
+
+    Both merges are searched over the same grid of shares in `steps`ths
+    (`quota_grid`): quotas (items per channel) and fusion weights (share / k); a
+    share of 1 for one channel reproduces that channel alone in both. Ties keep the
+    earlier: quotas before fusion, grid order.
 
     Args:
       lists: `{channel: {user: catalogue indices}}`, each list k long.
 
     Returns:
-      ``(order, quotas, {channel: recall@k alone, MERGED: the chosen merge's})``.
+      ``(order, merge, shares, {channel: recall@k alone, MERGED: the chosen merge's})``
+      where shares are the quotas (ints) or the weights.
     """
     alone = {c: score_lists(v, eval_set, (k,))[f"recall@{k}"] for c, v in lists.items()}
     order = tuple(sorted(lists, key=lambda c: -alone[c]))  # stable: ties keep the order
     users = sorted(lists[order[0]])
     cat = np.concatenate([np.array([lists[c][u] for u in users], np.int32).reshape(
         len(users), k) for c in order], axis=1)
-    keep = np.concatenate([first_occurrence(cat[s:s + 256]).numpy()
-                           for s in range(0, len(users), 256)])
+    first_pos = np.concatenate([first_positions(cat[s:s + 256]).numpy()
+                                for s in range(0, len(users), 256)])
+    first = (first_pos == np.arange(cat.shape[1])) & (cat >= 0)
     best, best_recall = None, -1.0
-    for quotas in quota_grid(len(order), k, steps):
-        pos = quota_positions(cat, keep, np.asarray(quotas, np.int32), k).numpy()
-        merged = np.where(pos >= 0, np.take_along_axis(cat, np.maximum(pos, 0), axis=1), -1)
-        recall = score_lists(dict(zip(users, merged.tolist(), strict=True)), eval_set,
-                             (k,))[f"recall@{k}"]
-        if recall > best_recall:
-            best, best_recall = quotas, recall
-    return order, best, {**alone, MERGED: best_recall}
+    for merge in MERGES:
+        for quotas in quota_grid(len(order), k, steps):
+            if merge == "quotas":
+                shares = quotas
+                pos = quota_positions(cat, first, np.asarray(quotas, np.int32), k).numpy()
+            else:
+                shares = tuple(q / k for q in quotas)
+                pos = fusion_positions(cat, first_pos, np.asarray(shares, np.float32),
+                                       k)[0].numpy()
+            merged = np.where(pos >= 0, np.take_along_axis(cat, np.maximum(pos, 0), axis=1),
+                              -1)
+            recall = score_lists(dict(zip(users, merged.tolist(), strict=True)), eval_set,
+                                 (k,))[f"recall@{k}"]
+            if recall > best_recall:
+                best, best_recall = (merge, shares), recall
+    return order, best[0], best[1], {**alone, MERGED: best_recall}
 
 
 def run_channels(config: RecipeConfig, prep: Prepared, item_specs: Sequence, ks: Sequence[int],
                  final_model, search_model=None, fit: Optional[RecallData] = None,
                  validation: Optional[RecallData] = None, log=print) -> ChannelRun:
-    """Chooses the quotas on the validation slice (when given), then evaluates each
+    """Chooses the merge on the validation slice (when given), then evaluates each
     channel and the merge on the held-out split with the final model.
 
     Without a validation slice the channels keep the config's order with equal quotas.
@@ -171,33 +202,35 @@ def run_channels(config: RecipeConfig, prep: Prepared, item_specs: Sequence, ks:
     if eval_ks != tuple(ks):
         log(f"channels: lists are export_k={k} long; reporting K {list(eval_ks)}")
     attribute = attribute_column(config, item_specs, prep.item_table)
-    order, quotas, validation_recall = config.channels, None, {}
+    order, merge, shares, validation_recall = config.channels, "quotas", None, {}
     if validation is not None and search_model is not None and len(config.channels) > 1:
         val_set = make_eval_set(fit, validation, prep.user_ids, prep.catalogue,
                                 config.exclude_train)
         val_users = user_feature_table(prep.data, fit, prep.user_ids, config)
         module = channel_module(search_model, prep, split_tables(config, fit, prep, attribute),
-                                config.channels, None, k)
+                                config.channels, "quotas", None, k)
         lists = channel_lists(module, val_set, val_users, config.channels)
-        order, quotas, validation_recall = choose_quotas(lists, val_set, k)
+        order, merge, shares, validation_recall = choose_merge(lists, val_set, k)
         log(f"channels: validation recall@{k} alone "
             + ", ".join(f"{c} {validation_recall[c]:.4f}" for c in order)
-            + f"; merge order {', '.join(order)} with quotas {list(quotas)}: "
+            + f"; merge order {', '.join(order)}, {merge} {list(shares)}: "
             f"{validation_recall[MERGED]:.4f}")
     elif len(config.channels) > 1:
         log("channels: no validation slice; equal quotas in the given order")
     tables = split_tables(config, prep.train, prep, attribute)
-    module = channel_module(final_model, prep, tables, order, quotas, k)
+    module = channel_module(final_model, prep, tables, order, merge, shares, k)
     lists = channel_lists(module, prep.eval_set, prep.user_table, tuple(order) + (MERGED,))
     metrics = {name: score_lists(v, prep.eval_set, eval_ks) for name, v in lists.items()}
-    quotas = tuple(int(q) for q in module.quotas.numpy())
-    return ChannelRun(tuple(order), quotas, k, attribute, validation_recall, metrics, tables)
+    shares = tuple((module.weights if merge == "fusion" else module.quotas).numpy().tolist())
+    return ChannelRun(tuple(order), merge, shares, k, attribute, validation_recall, metrics,
+                      tables)
 
 
 def channel_factory(run: ChannelRun):
-    """`export_saved_model`'s module_factory serving the run's channels and quotas."""
+    """`export_saved_model`'s module_factory serving the run's channels and merge."""
     def make(model, item_ids, index, k):
-        return ChannelModule(model, item_ids, index, k, run.tables, run.order, run.quotas)
+        return ChannelModule(model, item_ids, index, k, run.tables, run.order,
+                             **merge_arguments(run.merge, run.shares))
     return make
 
 
@@ -205,7 +238,8 @@ def format_channels(run: ChannelRun) -> str:
     """Each channel and the merge at the same K, one row per metric."""
     names = list(run.order) + [MERGED]
     keys = [m for m in run.metrics[MERGED] if m.split("@")[0] in ("recall", "ndcg", "hit_rate")]
-    lines = [f"channels (merge order, quotas {list(run.quotas)} of K={run.k}):",
+    shares = [round(x, 3) for x in run.shares]
+    lines = [f"channels (merge order, {run.merge} {shares} at K={run.k}):",
              f"{'metric':<14}" + "".join(f"{n:>12}" for n in names)]
     for key in keys:
         lines.append(f"{key:<14}" + "".join(f"{run.metrics[n][key]:>12.4f}" for n in names))
@@ -213,4 +247,5 @@ def format_channels(run: ChannelRun) -> str:
 
 
 __all__ = ["ChannelRun", "MERGED", "attribute_column", "channel_factory", "channel_lists",
-           "choose_quotas", "format_channels", "run_channels", "split_tables"]
+           "choose_merge", "format_channels", "merge_arguments", "run_channels",
+           "split_tables"]

@@ -61,6 +61,8 @@ from tfrecall.serving.index_base import top_k_padded
 
 CHANNEL_OUTPUT = "channels"
 CHANNEL_PREFIX = "channel_"
+MERGES = ("quotas", "fusion")
+FUSION_OFFSET = 60.0  # reciprocal rank fusion's constant (Cormack et al., SIGIR 2009)
 
 
 def positive_top_k(scores: tf.Tensor, exclude_rows: tf.Tensor, k: int):
@@ -91,14 +93,61 @@ def scatter_scores(rows: tf.Tensor, weights: tf.Tensor, num_items: int) -> tf.Te
     return tf.reshape(summed, [batch, num_items])
 
 
+def first_positions(rows: tf.Tensor) -> tf.Tensor:
+    """`(B, T)` int32: for each entry, the position of the first entry of its line that
+    holds the same row (itself for a first occurrence and for -1)."""
+    t = tf.shape(rows)[1]
+    same = tf.logical_and(tf.equal(rows[:, :, None], rows[:, None, :]),
+                          (rows >= 0)[:, :, None])
+    same = tf.logical_or(same, tf.eye(t, dtype=tf.bool)[None])
+    return tf.argmax(tf.cast(same, tf.int32), axis=-1, output_type=tf.int32)  # first max
+
+
 def first_occurrence(rows: tf.Tensor) -> tf.Tensor:
     """`(B, T)` bool: the entry is a row (>= 0) that no earlier entry of its line holds."""
-    t = tf.shape(rows)[1]
-    earlier = tf.linalg.band_part(tf.ones([t, t], tf.bool), -1, 0)  # j <= i
-    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(t, dtype=tf.bool)))  # j < i
-    same = tf.equal(rows[:, :, None], rows[:, None, :])
-    dup = tf.reduce_any(tf.logical_and(same, earlier[None]), axis=-1)
-    return tf.logical_and(rows >= 0, tf.logical_not(dup))
+    own = tf.range(tf.shape(rows)[1])[None, :]
+    return tf.logical_and(rows >= 0, tf.equal(first_positions(rows), own))
+
+
+def fusion_positions(rows: tf.Tensor, first_pos: tf.Tensor, weights, k: int,
+                     offset: float = FUSION_OFFSET):
+    """Weighted reciprocal-rank fusion of the channel lists: `(B, k)` positions (of each
+    item's first entry, -1 = empty) and `(B, k)` channel indices (the channel that
+    contributed most; -1 = empty), best first.
+
+    An item scores sum_c weights[c] / (offset + rank_c + 1) over the channels whose list
+    holds it (rank_c from 0; Cormack et al., SIGIR 2009, with weights), compared on a
+    2^-24 grid; ties and the items no weighted channel holds go in channel order, then
+    list order, so a channel with nothing to say leaves its slots to the others. With one channel's
+    weight 1 and the others 0 the result is that channel's list, topped up in order.
+
+    Args:
+      rows: `(B, m * k)` int32 concatenated channel lists (-1 = none).
+      first_pos: `first_positions(rows)` (independent of the weights).
+      weights: `(m,)` float32 channel weights (m static).
+    """
+    weights = tf.cast(weights, tf.float32)
+    m = int(weights.shape[0])
+    batch, t = tf.shape(rows)[0], m * k
+    entry = tf.range(t)
+    contrib = tf.gather(weights, entry // k) / (offset + tf.cast(entry % k, tf.float32) + 1.0)
+    valid = rows >= 0
+    contrib = tf.where(valid, contrib[None, :], 0.0)
+    seg = tf.range(batch)[:, None] * t + first_pos
+    total = tf.reshape(tf.math.unsorted_segment_sum(contrib, seg, batch * t), [batch, t])
+    # Totals on a 2^-24 grid, so sums equal in exact arithmetic tie (0.2/61 + 0.3/61 and
+    # 0.5/61); top_k puts the lower position, the earlier in merge order, first among
+    # ties, which also orders the items no weighted channel holds (total 0).
+    first = tf.logical_and(valid, tf.equal(first_pos, entry[None, :]))
+    score = tf.where(first, tf.round(total * 2.0**24) / 2.0**24, -1.0)
+    top, pos = tf.math.top_k(score, k=k)
+    # The tag: the entry with the largest contribution in the item's group (first wins).
+    best = tf.reshape(tf.math.unsorted_segment_max(contrib, seg, batch * t), [batch, t])
+    is_best = tf.logical_and(valid, contrib >= tf.gather(best, first_pos, batch_dims=1))
+    tag = tf.reshape(tf.math.unsorted_segment_min(
+        tf.where(is_best, entry[None, :] // k, m), seg, batch * t), [batch, t])
+    found = top >= 0
+    return tf.where(found, pos, -1), tf.where(found, tf.gather(tag, pos, batch_dims=1), -1)
 
 
 def quota_positions(rows: tf.Tensor, first: tf.Tensor, quotas, k: int) -> tf.Tensor:
@@ -174,6 +223,8 @@ class ChannelModule(RecallModule):
       tables: `ChannelTables` over the same catalogue.
       channels: names in merge order.
       quotas: `(len(channels),)` items each channel gives first (default: equal shares).
+      merge: "quotas" (`quota_positions`) or "fusion" (`fusion_positions`).
+      weights: `(len(channels),)` channel weights of the fusion (default: equal).
       history_feature, separator: the user feature holding the recent items.
       top_values: attribute values of the user's history kept as preferences.
 
@@ -184,14 +235,20 @@ class ChannelModule(RecallModule):
 
     def __init__(self, model, item_ids: np.ndarray, index, k: int, tables: ChannelTables,
                  channels: Sequence[str], quotas: Optional[Sequence[int]] = None,
+                 merge: str = "quotas", weights: Optional[Sequence[float]] = None,
                  history_feature: str = "history", separator: str = "|",
                  top_values: int = 3):
         channels = check_channels(channels)
         if quotas is None:
             quotas = [k // len(channels)] * len(channels)
-        if len(quotas) != len(channels):
-            raise ValueError(f"quotas must give one number per channel ({len(channels)}), "
-                             f"got {list(quotas)}")
+        if weights is None:
+            weights = [1.0 / len(channels)] * len(channels)
+        for name, values in (("quotas", quotas), ("weights", weights)):
+            if len(values) != len(channels) or min(values) < 0:
+                raise ValueError(f"{name} must give one number >= 0 per channel "
+                                 f"({len(channels)}), got {list(values)}")
+        if merge not in MERGES:
+            raise ValueError(f"merge must be one of {MERGES}, got {merge!r}")
         if tables.num_items != len(item_ids):
             raise ValueError(f"the channel tables cover {tables.num_items} items, the "
                              f"catalogue has {len(item_ids)}")
@@ -204,6 +261,8 @@ class ChannelModule(RecallModule):
         super().__init__(model, item_ids, index, k)
         self.channels = channels
         self.quotas = tf.constant(np.asarray(quotas, np.int32))
+        self.weights = tf.constant(np.asarray(weights, np.float32))
+        self.merge = merge
         self.channel_names = tf.constant(list(channels) + [""])
         self.history_feature, self.separator = history_feature, separator
         self.num_items = int(tables.num_items)
@@ -247,11 +306,16 @@ class ChannelModule(RecallModule):
         lists = [self._channel(c, features, history, excluded) for c in self.channels]
         cat_rows = tf.concat([r for r, _ in lists], axis=1)
         cat_scores = tf.concat([s for _, s in lists], axis=1)
-        pos = quota_positions(cat_rows, first_occurrence(cat_rows), self.quotas, self.k)
+        if self.merge == "fusion":
+            pos, channel = fusion_positions(cat_rows, first_positions(cat_rows), self.weights,
+                                            self.k)
+        else:
+            pos = quota_positions(cat_rows, first_occurrence(cat_rows), self.quotas, self.k)
+            channel = tf.where(pos >= 0, pos // self.k, -1)
         safe = tf.maximum(pos, 0)
         rows = tf.where(pos >= 0, tf.gather(cat_rows, safe, batch_dims=1), -1)
         scores = tf.where(pos >= 0, tf.gather(cat_scores, safe, batch_dims=1), MIN_FLOAT)
-        channel = tf.where(pos >= 0, safe // self.k, len(self.channels))
+        channel = tf.where(channel >= 0, channel, len(self.channels))
         out = self._ids(rows, scores)
         out[CHANNEL_OUTPUT] = tf.gather(self.channel_names, channel)
         return out
@@ -307,6 +371,7 @@ class ChannelModule(RecallModule):
         return positive_top_k(scores, excluded, self.k)
 
 
-__all__ = ["CHANNEL_OUTPUT", "CHANNEL_PREFIX", "ChannelModule", "first_occurrence",
+__all__ = ["CHANNEL_OUTPUT", "CHANNEL_PREFIX", "ChannelModule", "FUSION_OFFSET", "MERGES",
+           "first_occurrence", "first_positions", "fusion_positions",
            "merge_quotas", "positive_top_k", "quota_grid", "quota_positions",
            "scatter_scores"]
