@@ -221,7 +221,9 @@ def run_channels(config: RecipeConfig, prep: Prepared, item_specs: Sequence, ks:
     module = channel_module(final_model, prep, tables, order, merge, shares, k)
     lists = channel_lists(module, prep.eval_set, prep.user_table, tuple(order) + (MERGED,))
     metrics = {name: score_lists(v, prep.eval_set, eval_ks) for name, v in lists.items()}
-    shares = tuple((module.weights if merge == "fusion" else module.quotas).numpy().tolist())
+    if shares is None:  # equal shares, as the module chose them
+        shares = (module.weights if merge == "fusion" else module.quotas).numpy().tolist()
+    shares = tuple(round(float(x), 6) for x in shares)
     return ChannelRun(tuple(order), merge, shares, k, attribute, validation_recall, metrics,
                       tables)
 
