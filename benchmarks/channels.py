@@ -72,10 +72,12 @@ def serve(args) -> None:
     print("| metric | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for key in ("recall@10", "recall@50", "recall@100", "ndcg@100"):
-        print(f"| {key} | " + " | ".join(f"{rows[c][key]:.4f}" for c in cols) + " |")
+        print(f"| {key} | " + " | ".join(f"{rows[c][key]:.5f}" for c in cols) + " |")
     best = max(names, key=lambda c: rows[c]["recall@100"])
+    gain = rows["merged"]["recall@100"] - rows[best]["recall@100"]
     print(f"merged R@100 / best channel ({best}) R@100 = "
-          f"{rows['merged']['recall@100'] / rows[best]['recall@100']:.4f}")
+          f"{rows['merged']['recall@100'] / rows[best]['recall@100']:.5f} ({gain:+.5f}, "
+          f"{gain * rows['merged']['num_pairs']:+.0f} held-out pairs)")
     latency(loaded, prep, args.queries)
 
 
@@ -118,6 +120,8 @@ def main():
     model_dir = os.path.join(args.model_dir, args.log)
     args.model_dir = model_dir
     export = train(args)
+    print(f"export: {export} (step 2 alone: python benchmarks/channels.py --serve={export} "
+          f"--model_dir={model_dir})")
     subprocess.run([sys.executable, __file__, "--serve", export, "--model_dir", model_dir,
                     "--queries", str(args.queries)], check=True)
 
