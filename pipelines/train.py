@@ -29,6 +29,7 @@ from pipelines._flags import config_from_flags, define_recipe_flags
 from tfrecall.cluster import SERVER_TASKS, serve, task_of
 from tfrecall.evaluation.report import format_table
 from tfrecall.recipe import run
+from tfrecall.recipe.channels import format_channels
 
 for _name in define_recipe_flags():
     flags.declare_key_flag(_name)  # this program's flags: errors name them as --flags
@@ -55,6 +56,8 @@ def main(argv):
     result = run(config_from_flags(verbose=fit_verbosity()))
     print()
     print(format_table(result.metrics, result.baselines))
+    if result.channels is not None:
+        print(format_channels(result.channels))
     for note in result.notes:
         print(note)
     print(f"examples/s: {result.examples_per_sec:,.0f}  train: {result.train_seconds:.1f}s  "

@@ -37,6 +37,7 @@ candidate_ids = tf.constant(catalogue[:8].astype(str))
 """,
     "serving.md": MODEL,
     "text.md": "",
+    "channels.md": "",
     "losses.md": """
 import numpy as np
 import tfrecall
@@ -70,7 +71,8 @@ def page_code(name):
 
 
 @pytest.mark.parametrize("name", [pytest.param("negatives.md", marks=pytest.mark.slow),
-                                  "serving.md", "losses.md", "streaming.md", "text.md"])
+                                  "serving.md", "losses.md", "streaming.md", "text.md",
+                                  "channels.md"])
 def test_docs_page_runs_as_written(name, tmp_path, subprocess_env):
     code = PRELUDES[name] + "\n" + page_code(name) + "\nprint('PAGE DONE')\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

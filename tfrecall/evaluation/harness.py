@@ -220,6 +220,7 @@ def evaluate_export(
     user_table: Mapping[str, np.ndarray],
     ks: Sequence[int],
     batch_size: int = 256,
+    signature: Optional[str] = None,
 ) -> Dict[str, float]:
     """Metrics of the top-K lists an exported SavedModel returns (its ANN index included).
 
@@ -227,7 +228,8 @@ def evaluate_export(
     has the ``serving_exclude`` signature, each user's training items are passed as
     ``exclude_item_ids`` so the index returns K fresh items, else they are removed from
     the returned list (which can then hold fewer than K items). max(ks) must not exceed
-    the export's K.
+    the export's K. `signature` names another signature to evaluate (e.g. a channel of a
+    multi-channel export, `tfrecall.serving.channels`).
     """
     try:  # ScaNN exports need its ops registered; brute-force ones do not.
         import scann  # noqa: F401
@@ -235,8 +237,28 @@ def evaluate_export(
         pass
     loaded = tf.saved_model.load(export_path)
     use_exclude = bool(eval_set.exclude) and "serving_exclude" in loaded.signatures
-    sig = loaded.signatures["serving_exclude" if use_exclude else "serving_default"]
-    specs = sig.structured_input_signature[1]
+    if signature is None:
+        signature = "serving_exclude" if use_exclude else "serving_default"
+    sig = loaded.signatures[signature]
+    top_lists = signature_top_lists(sig, sig.structured_input_signature[1], eval_set,
+                                    user_table, max(ks), batch_size)
+    return evaluate_top_lists(top_lists, len(eval_set.catalogue), eval_set.targets,
+                              eval_set.exclude, ks, eval_set.item_popularity)
+
+
+def signature_top_lists(
+    call, specs: Mapping[str, tf.TensorSpec], eval_set: EvalSet,
+    user_table: Mapping[str, np.ndarray], k: int, batch_size: int = 256,
+) -> Dict[int, list]:
+    """`{user index: catalogue indices (-1 = unknown id)}` of a retrieval signature.
+
+    `call(**features)` returns a dict with ``item_ids`` `(B, K)`; `specs` names its
+    inputs. Each evaluated user (one with a held-out pair) is fed their raw features and,
+    where the signature takes ``exclude_item_ids``, their training items (excluded).
+
+    Raises:
+      ValueError: the signature returns fewer than `k` items.
+    """
     item_index = {v: i for i, v in enumerate(eval_set.catalogue.tolist())}
     users = sorted(u for u, t in eval_set.targets.items() if t - eval_set.exclude.get(u, set()))
     top_lists: Dict[int, list] = {}
@@ -248,18 +270,17 @@ def evaluate_export(
                 continue
             feed[name] = tf.constant(feature_column(user_table, name, spec.dtype, batch,
                                                     len(batch)))
-        if use_exclude:
+        if "exclude_item_ids" in specs:
             rows = [sorted(eval_set.exclude.get(u, ())) for u in batch.tolist()]
             width = max(1, max(len(r) for r in rows))
             ids = np.full((len(batch), width), "", dtype=object)
             for r, items in enumerate(rows):
                 ids[r, : len(items)] = eval_set.catalogue[items].astype(str)
             feed["exclude_item_ids"] = tf.constant(ids.astype(str))
-        out = sig(**feed)["item_ids"].numpy()
-        if out.shape[1] < max(ks):
+        out = call(**feed)["item_ids"].numpy()
+        if out.shape[1] < k:
             raise ValueError(f"the export returns K={out.shape[1]} items, fewer than max(ks)="
-                             f"{max(ks)}: export with a larger k or lower ks")
+                             f"{k}: export with a larger k or lower ks")
         for r, u in enumerate(batch.tolist()):
             top_lists[u] = [item_index.get(i.decode(), -1) for i in out[r]]
-    return evaluate_top_lists(top_lists, len(eval_set.catalogue), eval_set.targets,
-                              eval_set.exclude, ks, eval_set.item_popularity)
+    return top_lists

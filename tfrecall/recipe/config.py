@@ -16,6 +16,7 @@ from tfrecall import cluster, rundir
 from tfrecall.config import TowerConfig, check_choices, option
 from tfrecall.evaluation.harness import BASELINES
 from tfrecall.sampling.config import SamplingConfig, parse_negatives
+from tfrecall.serving.channel_tables import CHANNELS, HISTORY_CHANNELS, check_channels
 from tfrecall.serving.index import INDEX_KINDS
 
 # The recipe's negatives where the config leaves them unset (`from_flat`): the in_batch view
@@ -71,7 +72,7 @@ LOSSES = {
 # Settings that change where outputs go or what is printed, not what training produces:
 # a model_dir (or a backup) made with other values of these holds the same run.
 OUTPUT_SETTINGS = ("model_dir", "overwrite", "verbose", "export", "export_dir", "index",
-                   "export_k", "baselines")
+                   "export_k", "baselines", "channels", "channel_attribute")
 NESTED = {"sampling": SamplingConfig, "tower": TowerConfig}
 
 
@@ -205,6 +206,15 @@ class RecipeConfig:
         "TF Serving); approximate indexes are tuned to recall@10 >= 0.95.",
         choices=INDEX_KINDS)
     export_k: int = option(100, "Items returned by the serving signature.")
+    channels: Tuple[str, ...] = option(
+        ("two_tower",), f"Recall channels of the export, from {', '.join(CHANNELS)}: more "
+        "than two_tower alone exports one SavedModel that merges them (per-channel quotas "
+        "chosen on the validation slice, duplicates and seen items removed, each id tagged "
+        "with its channel) with a signature per channel, and reports each channel and the "
+        "merge at the same K (docs/channels.md).", item=str)
+    channel_attribute: str = option(
+        "", "Item column of the attribute channel (a category or a multi-valued column). "
+        "Default: the first multi-valued, else categorical, item feature.", type=str)
     # ---- runtime
     fused_in_batch: bool = option(
         True, "In-batch softmax (with negatives shared by the batch) through the blocked "
@@ -248,6 +258,14 @@ class RecipeConfig:
         for name in ("synthetic_users", "synthetic_items"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        object.__setattr__(self, "channels", check_channels(self.channels))
+        history_channels = [c for c in self.channels if c in HISTORY_CHANNELS]
+        if history_channels and not self.history_items:
+            raise ValueError(f"channels {history_channels} read the user's history: they need "
+                             "history_items > 0")
+        if self.split == "item" and self.channels != ("two_tower",):
+            raise ValueError("channels other than two_tower need items seen in training; the "
+                             "item split (cold start) holds its items out of training")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise ValueError(f"baselines: unknown {unknown}; known: {', '.join(BASELINES)}")
@@ -333,6 +351,7 @@ class RecipeConfig:
         d["tower"] = self.tower.to_dict()
         d["ks"] = list(self.ks)
         d["baselines"] = list(self.baselines)
+        d["channels"] = list(self.channels)
         return d
 
     @classmethod

@@ -23,6 +23,7 @@ from tfrecall.models.persistence import (
     previous_catalogue,
     save_model,
 )
+from tfrecall.recipe.channels import ChannelRun, channel_factory, run_channels
 from tfrecall.recipe.config import OUTPUT_SETTINGS, RecipeConfig, needs_ranker
 from tfrecall.recipe.prepare import build_specs, prepare, protocol_note
 from tfrecall.recipe.stage import Context, train_stage
@@ -47,6 +48,8 @@ class RunResult:
     validation_curve: Sequence[float] = ()
     best_epoch: Optional[int] = None
     epochs_run: int = 0
+    # With --channels beyond two_tower: each channel and the merge (`ChannelRun`).
+    channels: Optional[ChannelRun] = None
 
     def summary_json(self) -> dict:
         return {
@@ -66,6 +69,7 @@ class RunResult:
                 "best_epoch": self.best_epoch,
                 "epochs_run": self.epochs_run,
             },
+            **({} if self.channels is None else {"channels": self.channels.summary_json()}),
         }
 
 
@@ -155,13 +159,21 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     # users' history is their whole training split, as serving would feed it.
     metrics = evaluate_model(model, prep.eval_set, prep.user_table, prep.eval_item_table, ks)
     baselines = run_baselines(config, prep, ks, log)
+    channels = None
+    if config.channels != ("two_tower",):
+        channels = run_channels(
+            config, prep, final.model.item_tower.encoder.specs, ks, model,
+            search_model=search.model if validation is not None else None,
+            fit=fit if validation is not None else None, validation=validation, log=log)
     export_path = None
     export_dir = config.export_dir or os.path.join(config.model_dir, "export")
     if config.export and chief:
         export_path = export_saved_model(
             model, prep.export_item_table, export_dir, k=config.export_k, index=config.index,
             tuning_queries=prep.user_table, log=log,
-            metadata={"recipe": config.to_dict(), "metrics": metrics},
+            metadata={"recipe": config.to_dict(), "metrics": metrics,
+                      **({} if channels is None else {"channels": channels.summary_json()})},
+            module_factory=None if channels is None else channel_factory(channels),
         )
     stages = [search] if search is final else [search, final]
     seconds = sum(s.seconds for s in stages)
@@ -180,6 +192,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         validation_curve=search.curve,
         best_epoch=search.best_epoch,
         epochs_run=sum(len(s.history.epoch) for s in stages),
+        channels=channels,
     )
 
 

@@ -270,6 +270,7 @@ def export_saved_model(
     keep_versions: Optional[int] = 5,
     seed: int = 0,
     log: Optional[Callable[[str], None]] = None,
+    module_factory: Optional[Callable] = None,
 ) -> ExportPath:
     """Embeds the catalogue, builds and tunes the index, writes `export_dir/<version>/`.
 
@@ -292,6 +293,9 @@ def export_saved_model(
         just written is never deleted.
       seed: seed of clustering and sampling.
       log: called with a one-line summary (e.g. `print`).
+      module_factory: `(model, item_ids, index, k) -> SearchModule`, the object saved
+        (default `RecallModule`; `tfrecall.serving.channels.ChannelModule` for several
+        channels).
 
     Returns:
       The new version directory (`ExportPath`, a str) with `.info`, the dict written
@@ -309,7 +313,7 @@ def export_saved_model(
         model, item_ids, embeddings, export_dir, k=k, index=index, version=version,
         metadata=metadata, tuning_queries=tuning_queries, target_recall=target_recall,
         exact_below=exact_below, keep_versions=keep_versions, seed=seed, log=log,
-        _start=start,
+        _start=start, module_factory=module_factory,
     )
 
 
@@ -330,6 +334,7 @@ def export_embeddings(
     seed: int = 0,
     log: Optional[Callable[[str], None]] = None,
     _start: Optional[float] = None,
+    module_factory: Optional[Callable] = None,
 ) -> ExportPath:
     """`export_saved_model` over precomputed item embeddings (`(n, D)`, row i = item_ids[i]).
 
@@ -348,8 +353,9 @@ def export_embeddings(
         "user_features": sorted(model.user_tower.encoder.input_signature()),
         "item_features": sorted(model.item_tower.encoder.input_signature()),
     }
+    factory = module_factory or RecallModule
     return export_index(
-        lambda idx, k: RecallModule(model, item_ids, idx, k), item_ids, item_embeddings,
+        lambda idx, k: factory(model, item_ids, idx, k), item_ids, item_embeddings,
         export_dir, k=k, index=index, version=version, metadata=metadata,
         tuning_queries=_tuning_queries(model, tuning_queries, 1000, seed),
         target_recall=target_recall, exact_below=exact_below, keep_versions=keep_versions,
