@@ -53,6 +53,8 @@ def main():
     parser.add_argument("--set", action="append", default=[],
                         help="FIELD=VALUE override of RecipeConfig (repeatable)")
     parser.add_argument("--baselines", default="popularity,itemcf,ease")
+    parser.add_argument("--model_root", default="/tmp/tfrecall_recipe_logs",
+                        help="runs write under MODEL_ROOT/LOG-SEED")
     args = parser.parse_args()
     overrides = {}
     for item in args.set:
@@ -66,7 +68,7 @@ def main():
         for seed in (int(s) for s in args.seeds.split(",")):
             config = RecipeConfig.from_flat(**{
                 **log_config(name, seed), "seed": seed, "export": False, "verbose": 0,
-                "model_dir": f"/tmp/tfrecall_recipe_logs/{name}-{seed}",
+                "model_dir": os.path.join(args.model_root, f"{name}-{seed}"),
                 "baselines": tuple(b for b in args.baselines.split(",") if b),
                 **overrides})
             start = time.time()
