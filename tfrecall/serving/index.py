@@ -57,10 +57,9 @@ class BruteForceIndex(Index):
 
     def __init__(self, embeddings: np.ndarray):
         super().__init__(name="brute_force_index")
-        x = np.asarray(embeddings, np.float32)
-        full = len(x) // ivf.EXACT_BLOCK * ivf.EXACT_BLOCK
-        self.head = tf.Variable(x[:full], trainable=False)
-        self.tail = tf.Variable(x[full:], trainable=False)
+        head, tail = ivf.exact_blocks(embeddings)
+        self.head = tf.Variable(head, trainable=False)
+        self.tail = tf.Variable(tail, trainable=False)
 
     def _scores(self, queries):
         return tf.concat([tf.matmul(queries, self.head, transpose_b=True),
@@ -101,10 +100,8 @@ class PartitionedIndex(Index):
         super().__init__(name="partitioned_index")
         if not 1 <= nprobe <= layout.num_partitions:
             raise ValueError(f"nprobe must be in [1, {layout.num_partitions}], got {nprobe}")
-        if storage not in ivf.STORAGES:
-            raise ValueError(f"storage must be one of {ivf.STORAGES}, got {storage!r}")
         self.nprobe = int(nprobe)
-        self.storage = storage
+        self.storage = ivf.check_storage(storage)
         self.centroids = tf.Variable(layout.centroids, trainable=False)
         self.partition_members = tf.Variable(layout.members, trainable=False)
         self.partition_residuals = None
@@ -169,8 +166,7 @@ def build_partitioned(
       confidence: of the lower bound on recall that must reach the target.
       storage: member storage, "bfloat16" or "float32" (`PartitionedIndex`).
     """
-    if storage not in ivf.STORAGES:  # checked before the build's minutes
-        raise ValueError(f"storage must be one of {ivf.STORAGES}, got {storage!r}")
+    ivf.check_storage(storage)  # before the build's minutes
     start = time.time()
     n = len(embeddings)
     if n < exact_below:

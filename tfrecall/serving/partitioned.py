@@ -405,6 +405,21 @@ def top_k_by_block(scores: tf.Tensor, c: tf.Tensor) -> Tuple[tf.Tensor, tf.Tenso
     return top, tf.gather(best, pos // s, batch_dims=1) * s + pos % s
 
 
+def exact_blocks(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """`(head, tail)` float32 views of catalogue rows `x` in the layout `exact_search`
+    takes: head the whole `EXACT_BLOCK`-row blocks, tail the last n mod `EXACT_BLOCK`."""
+    x = np.asarray(x, np.float32)
+    full = len(x) // EXACT_BLOCK * EXACT_BLOCK
+    return x[:full], x[full:]
+
+
+def check_storage(storage: str) -> str:
+    """`storage` if it is one of `STORAGES`, else a ValueError naming the choices."""
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
+    return storage
+
+
 def exact_search(queries: tf.Tensor, head: tf.Tensor, tail: tf.Tensor, num_results
                  ) -> Tuple[tf.Tensor, tf.Tensor]:
     """Exact top C of every query over the rows of `head` then `tail`, selected by blocks.
@@ -477,6 +492,8 @@ __all__ = [
     "REORDER_MIN",
     "STORAGES",
     "build_partitions",
+    "check_storage",
+    "exact_blocks",
     "exact_search",
     "partitioned_search",
     "top_k_by_block",

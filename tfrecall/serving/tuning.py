@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.serving.partitioned import EXACT_BLOCK, exact_search
+from tfrecall.serving.partitioned import exact_blocks, exact_search
 
 # Exact scores are float32 dot products; the same pair scored by two code paths (numpy
 # BLAS, TensorFlow, ScaNN's reordering) can differ in the last bits.
@@ -42,9 +42,7 @@ def exact_top_k(
       best first.
     """
     k = min(int(k), len(embeddings))
-    x = np.asarray(embeddings, np.float32)
-    full = len(x) // EXACT_BLOCK * EXACT_BLOCK
-    head, tail = tf.constant(x[:full]), tf.constant(x[full:])
+    head, tail = (tf.constant(part) for part in exact_blocks(embeddings))
     rows_out = np.zeros((len(queries), k), np.int64)
     scores_out = np.zeros((len(queries), k), np.float32)
     for s in range(0, len(queries), chunk):
