@@ -127,3 +127,58 @@ def test_storage_is_checked(layout):
         ivf.partitioned_search(tf.zeros([1, DIM]), tf.constant(layout.centroids),
                                tf.constant(layout.embeddings), tf.constant(layout.members), 2,
                                tf.constant(5), residuals=tf.zeros([1], tf.bfloat16))
+
+
+@pytest.mark.parametrize("storage", ["bfloat16", "float32"])
+@pytest.mark.parametrize("blocked", [False, True])
+def test_dense_scoring_returns_the_results_of_a_numpy_ivf(catalogue, layout, monkeypatch,
+                                                          storage, blocked):
+    items, queries = catalogue
+    nprobe, c = 40, 50
+    q = tf.constant(queries)
+    # Forced off, then on (the dense path reads the same scores off a full matmul).
+    monkeypatch.setattr(ivf, "DENSE_RATIO", float("inf"))
+    index = PartitionedIndex(layout, nprobe, storage)
+    _, gathered = index.candidates(q, tf.constant(c))
+    monkeypatch.setattr(ivf, "DENSE_RATIO", 0.0)
+    monkeypatch.setattr(ivf, "DENSE_MIN_BATCH", 1)
+    if blocked:
+        # Blocks of at most 128 queries: 300 queries run as 3 equal blocks of 100.
+        per_query = layout.members.size * (2 if storage == "bfloat16" else 4)
+        monkeypatch.setattr(ivf, "_DENSE_BYTES", 128 * per_query)
+    calls = []
+    dense = ivf._dense_probed_scores
+    monkeypatch.setattr(ivf, "_dense_probed_scores", lambda *a: calls.append(1) or dense(*a))
+    rows, scores = index.candidates(q, tf.constant(c))
+    assert calls
+    ref = numpy_ivf(layout, queries, nprobe, c)
+    np.testing.assert_allclose(scores.numpy(), ref, atol=1e-5)
+    np.testing.assert_allclose(gathered.numpy(), ref, atol=1e-5)
+    assert (rows.numpy() >= 0).all()
+    np.testing.assert_allclose(np.einsum("bd,bcd->bc", queries, items[rows.numpy()]),
+                               scores.numpy(), atol=1e-5)
+    assert all(len(set(r)) == c for r in rows.numpy().tolist())
+
+
+def test_dense_scoring_is_taken_for_wide_probes_of_large_batches(catalogue, layout, monkeypatch):
+    items, queries = catalogue
+    calls = []
+    dense = ivf._dense_probed_scores
+    monkeypatch.setattr(ivf, "_dense_probed_scores", lambda *a: calls.append(1) or dense(*a))
+    wide = int(np.ceil(ivf.DENSE_RATIO * layout.num_partitions / DIM))
+    assert ivf.DENSE_MIN_BATCH <= len(queries)
+    index = PartitionedIndex(layout, wide, "bfloat16")
+    index.candidates(tf.constant(queries[: ivf.DENSE_MIN_BATCH - 1]), tf.constant(10))
+    assert not calls  # small batch: gathered
+    PartitionedIndex(layout, wide - 1, "bfloat16").candidates(tf.constant(queries),
+                                                             tf.constant(10))
+    assert not calls  # narrow probe: gathered
+    rows = index.search(tf.constant(queries), 10)[0].numpy()
+    assert calls
+    # Recall is still the probe's alone: the numpy curve's value at nprobe.
+    scores = queries @ items.T
+    kth = -np.partition(-scores, 9, axis=1)[:, 9:10]
+    recall = (np.take_along_axis(scores, rows, axis=1) >= kth - 1e-5).mean()
+    exact_top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    curve = ivf.probe_recall_curve(layout, queries, exact_top)
+    assert abs(recall - curve[wide - 1]) < 0.005, (recall, curve[wide - 1])

@@ -26,7 +26,14 @@ project's machine (2 cores of a Xeon with AVX512-BF16/AMX, TF 2.20's oneDNN) a b
 of 256 at 1M items, nprobe 425, took 141 ms with bfloat16 vs 216 ms with float32
 members, a single query about the same (1.7 ms); `storage="float32"` keeps one exact
 pass. Queries run in blocks whose gathered members stay under a memory budget, so a
-large request batch never materializes `(B, nprobe, S, D)` at once.
+large request batch never materializes `(B, nprobe, S, D)` at once. When the probe is
+wide (nprobe D >= `DENSE_RATIO` P) and the batch large (>= `DENSE_MIN_BATCH`), gathering
+nprobe S D member values per query costs more memory traffic than scoring a block of
+queries against the whole catalogue by one dense matmul (P S scores a query) and
+gathering each query's probed scores from it (`_dense_probed_scores`): the same
+scores, read from the catalogue once per block of queries (hard catalogue, batch 256,
+nprobe 425: 113 ms vs 126 ms a batch). Each block's dense scores take up to
+`_DENSE_BYTES` (256 MiB) while it runs.
 
 `exact_search` is the exact counterpart (the brute-force index and the tuning's
 yardstick): one matmul over the catalogue, then `top_k_by_block` over blocks of 64
@@ -84,6 +91,21 @@ EXACT_BLOCK = 64
 # Scores per block of the partitioned search's selection (about sqrt(nprobe S / C)
 # for the C of 100-200 and the nprobe S of tens of thousands the hard catalogue needs).
 _SELECT_BLOCK = 16
+
+# Wide probes of large batches score members by one dense matmul of a block of queries
+# against the whole catalogue, then gather each query's probed scores from it
+# (`_dense_probed_scores`), when nprobe * D >= DENSE_RATIO * P (the member values a
+# query gathers, nprobe S D, outweigh the scores it gets from the dense matmul, P S)
+# and the batch has at least DENSE_MIN_BATCH queries (a block must be large for the
+# read of the catalogue to pay). Crossovers measured on the hard catalogue (1M items,
+# P = 16,094, batch 256: gather = dense at nprobe about 350, ratio 1.4; nprobe 425:
+# dense 113 ms vs gather 126 ms a batch; batch 128: equal; batch 64: dense 16% slower).
+DENSE_RATIO = 1.4
+DENSE_MIN_BATCH = 128
+
+# Scores per dense block of queries, in bytes (the block's `(g, P S)` matmul output:
+# 128 queries at 1M items in bfloat16). Larger blocks read the catalogue less often.
+_DENSE_BYTES = 256 * 2**20
 
 
 
@@ -326,7 +348,9 @@ def partitioned_search(
     """Top items of each query from its `nprobe` best partitions, scored exactly.
 
     Each query's partitions are gathered and scored by one batched matmul, in blocks
-    of queries whose gathered members stay under `_BLOCK_BYTES`; the best results
+    of queries whose gathered members stay under `_BLOCK_BYTES` (or, for wide probes of
+    large batches, read off a dense matmul of the batch against every member,
+    `_dense_probed_scores`: the same scores); the best results
     come from `top_k_by_block`. With bfloat16 `embeddings` (the `hi` half of
     `split_bfloat16`) that pass is coarse: it keeps the best max(2C, `REORDER_MIN`)
     candidates, which are re-scored in float32 from `embeddings + residuals` (ScaNN's
@@ -353,7 +377,13 @@ def partitioned_search(
     cap = embeddings.shape[1]
     c = tf.minimum(tf.cast(num_results, tf.int32), nprobe * cap)
     _, probe = tf.math.top_k(tf.matmul(queries, centroids, transpose_b=True), k=nprobe)
-    scores = _probed_scores(queries, embeddings, probe)  # (B, nprobe, S) float32
+    if nprobe * embeddings.shape[-1] >= DENSE_RATIO * embeddings.shape[0]:
+        scores = tf.cond(tf.shape(queries)[0] >= DENSE_MIN_BATCH,
+                         lambda: _dense_probed_scores(queries, embeddings, probe),
+                         lambda: _probed_scores(queries, embeddings, probe))
+    else:
+        scores = _probed_scores(queries, embeddings, probe)
+    # scores: (B, nprobe, S) float32.
     # Padding scores MIN_FLOAT. (Folding this into the matmul with a bias column,
     # D + 1 = 65, measured 7% slower in batches and 25% for single queries: the odd
     # width costs the matmul more than the select it saves.)
@@ -470,16 +500,51 @@ def _probed_scores(queries, embeddings, probe):
         scores = tf.matmul(emb, tf.cast(qb, embeddings.dtype)[:, :, None])
         return tf.reshape(tf.cast(scores, tf.float32), [-1, nprobe, cap])
 
+    return _by_blocks(search_block, queries, probe, block, (cap, d), parallel_iterations=2)
+
+
+def _dense_probed_scores(queries, embeddings, probe):
+    """`_probed_scores` read off one dense matmul of each block of queries against every member.
+
+    Each block of g queries (its `(g, P S)` scores under `_DENSE_BYTES`; a batch over
+    that runs in equal blocks, one at a time) is multiplied with the whole `(P S, D)`
+    catalogue, and each query's probed partitions are gathered from its score row:
+    the catalogue is read once per block instead of nprobe S D values once per query.
+    (Small blocks lose: each reads the whole catalogue. At 1M items a block of 128
+    queries took 26 ms of matmul, and a batch of 64 queries took 16% longer dense
+    than gathered.)
+    """
+    num_p, cap, d = embeddings.shape
+    flat = tf.reshape(embeddings, [num_p * cap, d])
+    block = max(1, _DENSE_BYTES // (num_p * cap * embeddings.dtype.size))
+
+    def search_block(qb, pb):
+        scores = tf.matmul(tf.cast(qb, embeddings.dtype), flat, transpose_b=True)
+        scores = tf.gather(tf.reshape(scores, [-1, num_p, cap]), pb, batch_dims=1)
+        return tf.cast(scores, tf.float32)
+
+    # One block at a time: a dense block's matmul already uses every core.
+    return _by_blocks(search_block, queries, probe, block, (cap, d), parallel_iterations=1)
+
+
+def _by_blocks(search_block, queries, probe, block, shape, parallel_iterations):
+    """`(B, nprobe, S)` float32 `search_block(queries, probe)`, in blocks of <= `block` queries.
+
+    A batch of at most `block` queries is one call; a larger one runs through `map_fn`
+    (a few ms of loop machinery) in equal blocks, so a batch just over `block` pads
+    little. `shape` is `(S, D)`.
+    """
+    (cap, d), nprobe = shape, probe.shape[1]
+
     def blocked():
-        # map_fn costs a few ms of loop machinery, so only batches too large for one
-        # block go through it.
         b = tf.shape(queries)[0]
         blocks = (b + block - 1) // block
-        pad = blocks * block - b
-        q = tf.reshape(tf.pad(queries, [[0, pad], [0, 0]]), [blocks, block, d])
-        pr = tf.reshape(tf.pad(probe, [[0, pad], [0, 0]]), [blocks, block, nprobe])
+        size = (b + blocks - 1) // blocks
+        pad = blocks * size - b
+        q = tf.reshape(tf.pad(queries, [[0, pad], [0, 0]]), [blocks, size, d])
+        pr = tf.reshape(tf.pad(probe, [[0, pad], [0, 0]]), [blocks, size, nprobe])
         out = tf.map_fn(lambda a: search_block(*a), (q, pr), fn_output_signature=tf.float32,
-                        parallel_iterations=2)
+                        parallel_iterations=parallel_iterations)
         return tf.reshape(out, [-1, nprobe, cap])[:b]
 
     return tf.cond(tf.shape(queries)[0] <= block, lambda: search_block(queries, probe), blocked)
