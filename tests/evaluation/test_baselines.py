@@ -293,5 +293,73 @@ def test_evaluate_baselines_reports_ease_with_its_lambda_or_skips_it_with_a_reas
     lines.clear()
     out = evaluate_baselines(eval_set, (10,), ("ease",), log=lines.append, ease_max_bytes=10)
     assert "ease" not in out and lines[0].startswith("baseline ease skipped: EASE needs")
+    # The estimate names the whole training split's active users and items (50 x 40 here:
+    # the dual/primal minimum of EASE.memory_bytes), checked before the lambda grid runs.
+    users_n = len(np.unique(eval_set.train_user_idx))
+    items_n = len(np.unique(eval_set.train_item_idx))
+    assert f"for {users_n} users x {items_n} items" in lines[0]
     with pytest.raises(ValueError, match="unknown baseline"):
         evaluate_baselines(eval_set, (10,), ("knn",))
+
+
+def test_evaluate_ease_refuses_an_over_budget_catalogue_before_the_lambda_grid(monkeypatch):
+    from tfrecall.evaluation import harness
+    from tfrecall.evaluation.harness import make_eval_set
+    from tfrecall.io.schema import RecallData
+
+    def grid_must_not_run(*args, **kwargs):
+        raise AssertionError("select_ease_l2 ran although EASE is over its budget")
+
+    monkeypatch.setattr(harness, "select_ease_l2", grid_must_not_run)
+    u = np.array([f"u{k % 7}" for k in range(80)], object)
+    i = np.array([f"i{k % 11}" for k in range(80)], object)
+    data = RecallData({"user_id": u, "item_id": i, "label": np.ones(80, np.float32),
+                       "positive": np.ones(80, bool)})
+    eval_set = make_eval_set(data.subset(np.arange(60)), data.subset(np.arange(60, 80)),
+                             data.user_ids(), data.item_catalogue())
+    # 7 users x 11 items: dual form, 8 * (3*49 + 2*77) = 2408 bytes.
+    with pytest.raises(MemoryError, match="about 0.0 GiB for 7 users x 11 items"):
+        harness.evaluate_ease(eval_set, (5,), max_bytes=2407)
+    # Within budget the grid runs (and here fails loudly, proving the order).
+    with pytest.raises(AssertionError, match="select_ease_l2 ran"):
+        harness.evaluate_ease(eval_set, (5,), max_bytes=2408)
+
+
+def _eval_set(pop, targets, exclude):
+    from tfrecall.evaluation.harness import EvalSet
+
+    n = len(pop)
+    return EvalSet(np.arange(len(targets)), np.arange(n), targets, exclude,
+                   np.asarray(pop, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                   True)
+
+
+def test_popularity_ranks_by_count_ties_to_the_lower_index_minus_each_users_exclusions():
+    from tfrecall.evaluation.harness import evaluate_popularity
+
+    # Order by count, ties to the lower index: items 1, 2, 0, 3, 4.
+    eval_set = _eval_set([3, 5, 5, 1, 0], {0: {2, 4}, 1: {0}, 2: {4}},
+                         {0: {1}, 2: {1, 2, 0, 3}})
+    out = evaluate_popularity(eval_set, (2,))
+    # user 0: [2, 0] hits 2 (rank 1) of {2, 4}; user 1: [1, 2] misses 0; user 2: only
+    # item 4 is left, a hit at rank 1 (the second slot stays empty).
+    assert out["recall@2"] == pytest.approx(2 / 4)
+    assert out["hit_rate@2"] == pytest.approx(2 / 3)
+    assert out["mrr"] == pytest.approx(2 / 3)
+    assert out["ndcg@2"] == pytest.approx((1 / (1 + 1 / np.log2(3)) + 0 + 1) / 3)
+    assert out["coverage@2"] == pytest.approx(4 / 5)  # items 0, 1, 2 and 4 shown
+
+
+def test_popularity_matches_the_generic_full_catalogue_ranking_without_ties():
+    from tfrecall.evaluation.harness import evaluate_popularity
+    from tfrecall.evaluation.metrics import evaluate_ranking
+
+    rng = np.random.default_rng(4)
+    pop = rng.permutation(300).astype(np.float32)  # distinct counts: no ties to break
+    targets = {u: set(rng.choice(300, 5, replace=False).tolist()) for u in range(40)}
+    exclude = {u: set(rng.choice(300, rng.integers(0, 60), replace=False).tolist())
+               for u in range(40)}
+    got = evaluate_popularity(_eval_set(pop, targets, exclude), (10, 50))
+    want = evaluate_ranking(lambda users: np.broadcast_to(pop, (len(users), 300)), 300,
+                            targets, exclude, (10, 50), item_popularity=pop)
+    assert got == pytest.approx(want)

@@ -146,6 +146,15 @@ class EASE:
         u, n = int(num_active_users), int(num_active_items)
         return 8 * min(3 * n * n, 3 * u * u + 2 * u * n)
 
+    def check_budget(self, num_active_users: int, num_active_items: int) -> None:
+        """Raises `MemoryError` naming the estimate when it exceeds `max_bytes`."""
+        need = self.memory_bytes(num_active_users, num_active_items)
+        if need > self.max_bytes:
+            raise MemoryError(
+                f"EASE needs about {need / 2**30:.1f} GiB for {num_active_users} users x "
+                f"{num_active_items} items, over its budget of "
+                f"{self.max_bytes / 2**30:.1f} GiB (max_bytes)")
+
     def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, num_users: int,
             num_items: int) -> "EASE":
         """Solves for the item-item weights from training pairs (repeats count once).
@@ -166,12 +175,7 @@ class EASE:
         users, items = _distinct_pairs(users, items, num_items)
         active_items = np.unique(items)
         active_users = np.unique(users)
-        need = self.memory_bytes(len(active_users), len(active_items))
-        if need > self.max_bytes:
-            raise MemoryError(
-                f"EASE needs about {need / 2**30:.1f} GiB for {len(active_users)} users x "
-                f"{len(active_items)} items, over its budget of "
-                f"{self.max_bytes / 2**30:.1f} GiB (max_bytes)")
+        self.check_budget(len(active_users), len(active_items))
         col = np.full(num_items, -1, np.int64)
         col[active_items] = np.arange(len(active_items))
         row = np.full(num_users, -1, np.int64)
