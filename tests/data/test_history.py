@@ -36,3 +36,34 @@ def test_leave_one_out_removes_only_the_rows_own_candidates():
          "items": {"item_id": tf.constant([["b", "z"], ["q", "r"], ["a", "b"], ["a", "c"]])}}
     out = drop_candidates_from_history(x)["user"]["history"].numpy().astype(str).tolist()
     assert out == ["a|c", "b", "", ""]
+
+
+def _reference_histories(inter, user_ids, max_items):
+    # The definition, one row at a time: positives by (time, row), each user's items in
+    # order with a repeated item moved to its latest position, the last max_items kept.
+    pairs = zip(inter["timestamp"], inter["positive"], strict=True)
+    rows = sorted((t, r) for r, (t, p) in enumerate(pairs) if p)
+    seqs = {}
+    for _, r in rows:
+        seq = seqs.setdefault(inter["user_id"][r], [])
+        if inter["item_id"][r] in seq:
+            seq.remove(inter["item_id"][r])
+        seq.append(inter["item_id"][r])
+    return ["|".join(seqs.get(u, [])[-max_items:]) for u in user_ids]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_histories_match_a_row_by_row_reference_on_a_random_log(seed):
+    rng = np.random.default_rng(seed)
+    n = 3000
+    inter = {
+        "user_id": np.array([f"u{u}" for u in rng.integers(0, 60, n)], object),
+        "item_id": np.array([f"i{i}" for i in rng.integers(0, 40, n)], object),
+        "timestamp": rng.integers(0, 50, n).astype(np.int64),  # many ties: row order decides
+        "label": np.ones(n, np.float32),
+        "positive": rng.random(n) < 0.7,
+    }
+    user_ids = np.array([f"u{u}" for u in range(65)] + ["u3", "u0"], object)  # 5 new, 2 twice
+    for max_items in (1, 7, 50):
+        got = user_histories(RecallData(dict(inter)), user_ids, max_items).tolist()
+        assert got == _reference_histories(inter, user_ids.tolist(), max_items)

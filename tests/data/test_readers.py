@@ -1,11 +1,12 @@
 """Tests for tfrecall.io.readers: interaction and feature-table CSVs, errors, load_data."""
 
+import csv
 import logging
 
 import numpy as np
 import pytest
 
-from tfrecall.io import readers
+from tfrecall.io import chunks, readers
 from tfrecall.io.errors import DataError
 
 
@@ -139,6 +140,46 @@ def test_line_numbers_count_physical_lines_of_multiline_fields(tmp_path):
     # The quoted field spans lines 2-3, so the bad row starts on line 4.
     with pytest.raises(DataError, match=r"line 4, column 'label'"):
         readers.read_interactions_csv(path)
+
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, None])
+def test_record_start_lines_match_the_csv_readers_own_count(tmp_path, chunk_rows):
+    # Quoted fields holding "\n", "\r\n" and a bare "\r", CRLF and LF record ends, blank
+    # lines: each record's start line is checked against csv.reader's line_num read one
+    # record at a time (the reference), in every chunking.
+    text = ('user_id,item_id\r\n'
+            'u1,"a\nb"\r\n'
+            '\n'
+            'u2,plain\n'
+            '"u\r\n3","x\ry\nz"\r\n'
+            '\r\n'
+            'u4,last')
+    path = tmp_path / "lines.csv"
+    path.write_bytes(text.encode())
+    expected = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, strict=True)
+        previous = 0
+        for record in reader:
+            if record:
+                expected.append((previous + 1, record))
+            previous = reader.line_num
+    expected = expected[1:]  # the header
+    assert [line for line, _ in expected] == [2, 5, 6, 11]
+    got_lines, got_users = [], []
+    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows):
+        got_lines += chunk.lines.tolist()
+        got_users += list(chunk.columns["user_id"])
+    assert got_lines == [line for line, _ in expected]
+    assert got_users == [record[0] for _, record in expected]
+
+
+def test_a_wrong_width_after_a_multiline_field_names_its_start_line(tmp_path):
+    path = write(tmp_path, "log.csv", 'user_id,item_id\nu,"a\r\nb\nc"\n\nu,b,extra\n')
+    for chunk_rows in (1, 2, None):
+        with pytest.raises(DataError, match=r"line 6.*expected 2 fields"):
+            list(chunks.read_chunks(path, chunk_rows=chunk_rows))
 
 
 # ------------------------------------------------------------------ interactions: errors

@@ -25,16 +25,15 @@ import numpy as np
 
 from tfrecall.data.splits import holdout_pairs
 from tfrecall.evaluation.metrics import evaluate_ranking, group_pairs
+from tfrecall.ids import catalogue_index
 
 # Similarities are ranked on a grid of 2^-40 (about 1e-12): closer values are ties.
 _TIE_SCALE = float(2**40)
 
 def popularity_scores(train_item_ids: np.ndarray, catalogue: np.ndarray) -> np.ndarray:
     """`(num_items,)` float32 training-positive counts per catalogue item."""
-    index = {v: i for i, v in enumerate(catalogue.tolist())}
-    idx = np.fromiter((index.get(i, -1) for i in train_item_ids.tolist()), np.int64)
-    idx = idx[idx >= 0]
-    return np.bincount(idx, minlength=len(catalogue)).astype(np.float32)
+    idx = catalogue_index(catalogue, train_item_ids)
+    return np.bincount(idx[idx >= 0], minlength=len(catalogue)).astype(np.float32)
 
 
 def _check_count(name: str, value) -> int:

@@ -22,11 +22,12 @@ from tfrecall.evaluation.baselines import (
     select_ease_l2,
 )
 from tfrecall.evaluation.metrics import (
+    PairSets,
     evaluate_embeddings,
     evaluate_ranking,
     evaluate_top_lists,
-    group_pairs,
 )
+from tfrecall.ids import id_index, index_codes
 from tfrecall.io.schema import RecallData
 from tfrecall.models.embed import embed_items, embed_users, feature_column
 
@@ -37,8 +38,8 @@ class EvalSet:
 
     user_ids: np.ndarray
     catalogue: np.ndarray
-    targets: Dict[int, set]
-    exclude: Dict[int, set]
+    targets: Mapping[int, frozenset]  # `PairSets`; an unknown held-out item is -1
+    exclude: Mapping[int, frozenset]
     item_popularity: np.ndarray  # training-positive counts per catalogue item
     train_user_idx: np.ndarray  # training positives as index pairs (for ItemCF)
     train_item_idx: np.ndarray
@@ -57,24 +58,25 @@ def make_eval_set(
     With ``exclude_train=False`` nothing is excluded and held-out items the user
     already has in training stay targets (the "all items" protocol).
     """
-    user_index = {u: i for i, u in enumerate(user_ids.tolist())}
-    item_index = {v: i for i, v in enumerate(catalogue.tolist())}
+    user_index, item_index = id_index(user_ids), id_index(catalogue)
     te, tr = test.interactions, train.interactions
-    targets = group_pairs(te["user_id"][te["positive"]], te["item_id"][te["positive"]],
-                          user_index, item_index)
-    pos_users, pos_items = tr["user_id"][tr["positive"]], tr["item_id"][tr["positive"]]
-    seen = group_pairs(pos_users, pos_items, user_index, item_index)
-    u_idx = np.fromiter((user_index.get(u, -1) for u in pos_users.tolist()), np.int64)
-    i_idx = np.fromiter((item_index.get(i, -1) for i in pos_items.tolist()), np.int64)
-    keep = (u_idx >= 0) & (i_idx >= 0)
+    te_pos, tr_pos = np.flatnonzero(te["positive"]), np.flatnonzero(tr["positive"])
+    # Integer pairs (`PairSets`), not dicts of Python sets: on a 25M-row log the sets
+    # kept 1.3 GiB.
+    u_te = index_codes(user_index, te["user_id"][te_pos])
+    i_te = index_codes(item_index, te["item_id"][te_pos])  # -1: a miss in the metrics
+    u_tr = index_codes(user_index, tr["user_id"][tr_pos])
+    i_tr = index_codes(item_index, tr["item_id"][tr_pos])
+    keep = (u_tr >= 0) & (i_tr >= 0)
+    empty = np.zeros(0, np.int64)
     return EvalSet(
         user_ids=user_ids,
         catalogue=catalogue,
-        targets=targets,
-        exclude={u: {i for i in s if i >= 0} for u, s in seen.items()} if exclude_train else {},
-        item_popularity=popularity_scores(pos_items, catalogue),
-        train_user_idx=u_idx[keep],
-        train_item_idx=i_idx[keep],
+        targets=PairSets(u_te[u_te >= 0], i_te[u_te >= 0]),
+        exclude=PairSets(u_tr[keep], i_tr[keep]) if exclude_train else PairSets(empty, empty),
+        item_popularity=popularity_scores(tr["item_id"][tr_pos], catalogue),
+        train_user_idx=u_tr[keep],
+        train_item_idx=i_tr[keep],
         exclude_train=exclude_train,
     )
 

@@ -46,6 +46,52 @@ def group_pairs(
     return out
 
 
+class PairSets(Mapping):
+    """User index -> frozenset of item indices, held as sorted integer arrays.
+
+    The read-only mapping `group_pairs` builds, in about 4 bytes per pair instead of
+    about 60 for a dict of Python sets (a 25M-row log's training exclusions: 80 MB
+    against 1.3 GB); each user's set is made when asked for. Duplicate pairs count once.
+    """
+
+    def __init__(self, users: np.ndarray, items: np.ndarray):
+        users = np.asarray(users, np.int64).reshape(-1)
+        items = np.asarray(items, np.int64).reshape(-1)
+        if len(users) != len(items):
+            raise ValueError(f"{len(users)} users for {len(items)} items")
+        order = np.lexsort((items, users))
+        users, items = users[order], items[order]
+        first = np.ones(len(users), bool)
+        first[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
+        users, items = users[first], items[first]
+        self._users, starts = np.unique(users, return_index=True)
+        self._offsets = np.append(starts, len(items)).astype(np.int64)
+        self._items = items.astype(np.int32 if len(items) and
+                                   np.abs(items).max() < 2 ** 31 else np.int64)
+
+    def items_of(self, user: int) -> np.ndarray:
+        """The user's items, sorted (empty for a user without any)."""
+        at = int(np.searchsorted(self._users, user))
+        if at == len(self._users) or self._users[at] != user:
+            return self._items[:0]
+        return self._items[self._offsets[at]:self._offsets[at + 1]]
+
+    def __getitem__(self, user) -> frozenset:
+        at = int(np.searchsorted(self._users, user))
+        if at == len(self._users) or self._users[at] != user:
+            raise KeyError(user)
+        return frozenset(self._items[self._offsets[at]:self._offsets[at + 1]].tolist())
+
+    def __iter__(self):
+        return iter(self._users.tolist())
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def num_pairs(self) -> int:
+        return len(self._items)
+
+
 class _Accumulator:
     """Sums the per-user metric terms over ranked top lists (item index -1 = empty slot)."""
 

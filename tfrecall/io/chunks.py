@@ -8,6 +8,7 @@ import contextlib
 import csv
 import datetime
 import gc
+import itertools
 import math
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -16,7 +17,13 @@ import numpy as np
 
 from tfrecall.io.errors import DataError, PathLike
 
-CHUNK_ROWS = 1 << 20  # rows converted at a time: bounds the memory of the raw strings
+# Rows converted at a time: bounds the memory of the raw strings. Small chunks also keep
+# the process small afterwards: a chunk's millions of short-lived str objects fill
+# Python's allocator arenas, and the few ids kept from it pin those arenas. Measured on a
+# 2M-row log (user, item, label, timestamp): 2^20 rows per chunk left RSS +820 MiB after
+# reading (+700 MiB in arenas holding 104 MiB of objects) at 0.70M rows/s; 2^14 rows
+# +125 MiB at 1.1M rows/s.
+CHUNK_ROWS = 1 << 14
 
 # --------------------------------------------------------------------------------------
 # Low-level reading: rows -> column chunks with their line numbers.
@@ -44,23 +51,56 @@ class Chunk:
         return DataError(message, path=self.path, line=int(self.lines[index]), column=column)
 
 
-def _row_source(f, path: PathLike, delimiter: str, quoting: int) -> Iterator[Tuple[int, list]]:
-    """Yields ``(start line, fields)``; blank lines come out as empty lists."""
-    if len(delimiter) == 1:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
+def _record_blocks(f, path: PathLike, delimiter: str, quoting: int,
+                   size: Optional[int]) -> Iterator[Tuple[list, np.ndarray]]:
+    """Yields ``(records, start lines)`` of up to `size` records (None: all); blank lines
+    come out as empty records.
+
+    Whole blocks are parsed by the `csv` reader's C loop (``islice``) rather than one
+    Python step per record, which was half of the reading time; a record's start line is
+    then its position, unless a quoted field spanned lines (`_start_lines`).
+    """
+    if len(delimiter) != 1:
+        # The csv module takes one-character delimiters only (MovieLens 1M uses "::");
+        # these files have no quoting, so one line is one record.
         previous = 0
+        while True:
+            with _gc_paused():
+                texts = list(itertools.islice(f, size))
+                records = [text.rstrip("\r\n") for text in texts]
+                records = [text.split(delimiter) if text else [] for text in records]
+            if not records:
+                return
+            yield records, np.arange(previous + 1, previous + len(records) + 1)
+            previous += len(records)
+    reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
+    previous = 0
+    while True:
         try:
-            for row in reader:
-                # A quoted field may span lines; report the line the record starts on.
-                yield previous + 1, row
-                previous = reader.line_num
+            with _gc_paused():
+                records = list(itertools.islice(reader, size))
         except csv.Error as e:
             raise DataError(f"malformed CSV ({e})", path=path, line=reader.line_num) from None
-    else:
-        # The csv module takes one-character delimiters only (MovieLens 1M uses "::").
-        for number, text in enumerate(f, 1):
-            text = text.rstrip("\r\n")
-            yield number, (text.split(delimiter) if text else [])
+        if not records:
+            return
+        if reader.line_num - previous == len(records):
+            lines = np.arange(previous + 1, reader.line_num + 1)
+        else:
+            lines = _start_lines(records, previous)
+        previous = reader.line_num
+        yield records, lines
+
+
+def _start_lines(records: List[list], previous: int) -> np.ndarray:
+    """Start lines of records of which some span lines: a record read after line
+    `previous` takes one line plus one per line break kept inside its quoted fields
+    (the file is opened with newline="", so "\\r\\n", "\\n" and "\\r" each end a line)."""
+    spans = np.ones(len(records), dtype=np.int64)
+    for index, record in enumerate(records):
+        for field in record:
+            if "\n" in field or "\r" in field:
+                spans[index] += field.count("\n") + field.count("\r") - field.count("\r\n")
+    return previous + 1 + np.concatenate([[0], np.cumsum(spans[:-1])])
 
 
 def first_undecodable_line(path: PathLike, encoding: str) -> int:
@@ -116,25 +156,30 @@ def read_chunks(
 
 
 def _chunks_of(f, path, delimiter, names, quoting, chunk_rows) -> Iterator[Chunk]:
-    rows_in = _row_source(f, path, delimiter, quoting)
+    blocks = _record_blocks(f, path, delimiter, quoting, chunk_rows)
+    pending: List[Tuple[list, np.ndarray]] = []
     if names is None:
-        header = next((row for _, row in rows_in if row), None)
+        header = None
+        for records, lines in blocks:
+            first = next((i for i, record in enumerate(records) if record), None)
+            if first is not None:
+                header = [name.strip() for name in records[first]]
+                pending.append((records[first + 1:], lines[first + 1:]))
+                break
         if header is None:
             raise DataError("the file is empty; expected a header row", path=path, line=1)
-        header = [name.strip() for name in header]
         check_header(header, path)
     else:
         header = list(names)
     yielded = False
-    while True:
+    for records, lines in itertools.chain(pending, blocks):
         with _gc_paused():
-            rows, lines = _read_block(rows_in, path, header, delimiter, chunk_rows)
-            chunk = _to_chunk(path, header, rows, lines) if rows else None
-            del rows
-        if chunk is None:
-            break
-        yield chunk
-        yielded = True
+            chunk = _to_chunk(path, header, *_checked_records(records, lines, path, header,
+                                                             delimiter))
+        del records
+        if len(chunk):
+            yield chunk
+            yielded = True
     if not yielded:
         raise DataError("the file has a header but no data rows", path=path, line=1)
 
@@ -156,25 +201,21 @@ def _gc_paused():
             gc.enable()
 
 
-def _read_block(rows_in, path, header, delimiter, chunk_rows) -> Tuple[List[list], List[int]]:
-    """Up to `chunk_rows` non-blank rows (all if None) and the line each starts on."""
+def _checked_records(records, lines, path, header, delimiter) -> Tuple[List[list], np.ndarray]:
+    """The non-blank records and their lines; a record of the wrong width is an error."""
     width = len(header)
-    rows: List[list] = []
-    lines: List[int] = []
-    for line, row in rows_in:
-        if len(row) != width:
-            if not row:
-                continue  # a blank line, e.g. at the end of the file
-            raise DataError(
-                f"expected {width} fields ({delimiter.join(header)}) but found {len(row)}",
-                path=path,
-                line=line,
-            )
-        rows.append(row)
-        lines.append(line)
-        if chunk_rows is not None and len(rows) >= chunk_rows:
-            break
-    return rows, lines
+    widths = np.fromiter(map(len, records), dtype=np.int64, count=len(records))
+    if np.all(widths == width):
+        return records, lines
+    wrong = np.flatnonzero((widths != width) & (widths != 0))
+    if len(wrong):
+        raise DataError(
+            f"expected {width} fields ({delimiter.join(header)}) but found {widths[wrong[0]]}",
+            path=path,
+            line=int(lines[wrong[0]]),
+        )
+    keep = np.flatnonzero(widths == width)  # blank lines, e.g. at the end of the file
+    return [records[i] for i in keep], lines[keep]
 
 
 def check_header(header: List[str], path: PathLike) -> None:
@@ -190,8 +231,48 @@ def check_header(header: List[str], path: PathLike) -> None:
 
 
 def _to_chunk(path, header, rows, lines) -> Chunk:
-    values = list(zip(*rows, strict=True))  # rows were checked to have len(header) fields
+    values = list(zip(*rows, strict=True)) or [()] * len(header)  # rows have len(header) fields
     return Chunk(path, dict(zip(header, values, strict=True)), np.asarray(lines, dtype=np.int64))
+
+
+class ColumnBuffer:
+    """Column arrays grown in place as chunks arrive, for a log read chunk by chunk.
+
+    Collecting the chunks and concatenating them at the end holds the whole table twice
+    at the peak (1.4 GiB for the 0.7 GiB of a 25M-row log). Growing one array per column
+    with ``ndarray.resize`` instead reallocates in place (glibc moves large blocks with
+    ``mremap``, without a copy), so the peak stays near the table's own size.
+    """
+
+    def __init__(self, capacity: int = 1 << 16):
+        self._arrays: Dict[str, np.ndarray] = {}
+        self._capacity = capacity
+        self._size = 0
+
+    def append(self, table: Dict[str, np.ndarray]) -> None:
+        n = len(next(iter(table.values()))) if table else 0
+        if not self._arrays:
+            self._capacity = max(self._capacity, n)
+            self._arrays = {name: np.empty(self._capacity, values.dtype)
+                            for name, values in table.items()}
+        if table.keys() != self._arrays.keys():
+            raise ValueError(f"a chunk has columns {sorted(table)}, the first had "
+                             f"{sorted(self._arrays)}")
+        if self._size + n > self._capacity:
+            self._capacity = max(2 * self._capacity, self._size + n)
+            for array in self._arrays.values():
+                array.resize(self._capacity, refcheck=False)  # no view of it exists
+        for name, values in table.items():
+            self._arrays[name][self._size:self._size + n] = values
+        self._size += n
+
+    def arrays(self) -> Dict[str, np.ndarray]:
+        """The columns, each of the rows appended (the buffer is empty afterwards)."""
+        out, self._arrays = self._arrays, {}
+        for array in out.values():
+            array.resize(self._size, refcheck=False)
+        self._size = 0
+        return out
 
 
 def require_columns(chunk: Chunk, required: Sequence[str], what: str = "") -> None:
@@ -214,7 +295,7 @@ def require_columns(chunk: Chunk, required: Sequence[str], what: str = "") -> No
 def to_ids(chunk: Chunk, column: str, cache: Optional[dict] = None) -> np.ndarray:
     """``(n,) object`` stripped, non-empty str ids; `cache` shares equal strings."""
     cache = {} if cache is None else cache
-    ids = [cache.setdefault(v, v) for v in map(str.strip, chunk.columns[column])]
+    ids = _shared(chunk.columns[column], cache)
     if "" in cache:
         raise chunk.error(ids.index(""), column, "empty id; every row needs one")
     return object_array(ids)
@@ -222,8 +303,15 @@ def to_ids(chunk: Chunk, column: str, cache: Optional[dict] = None) -> np.ndarra
 
 def to_strings(chunk: Chunk, column: str, cache: Optional[dict] = None) -> np.ndarray:
     """``(n,) object`` stripped str values ("" = missing)."""
+    return object_array(_shared(chunk.columns[column], cache))
+
+
+def _shared(raw, cache: Optional[dict]) -> list:
+    """The stripped values, each equal string one object (`cache` maps it to itself)."""
     cache = {} if cache is None else cache
-    return object_array([cache.setdefault(v, v) for v in map(str.strip, chunk.columns[column])])
+    # Two C-level maps: about 1.6x the speed of one comprehension calling both.
+    stripped = list(map(str.strip, raw))
+    return list(map(cache.setdefault, stripped, stripped))
 
 
 def object_array(values: list) -> np.ndarray:

@@ -192,7 +192,7 @@ def _read_ratings(layout: Layout, min_rating: float) -> Table:
             layout.ratings, LATEST_RATINGS_HEADER, delimiter, chunks.CHUNK_ROWS
         )
     ids: dict = {}
-    parts: Dict[str, List[np.ndarray]] = {}
+    columns = chunks.ColumnBuffer()
     for chunk in source:
         chunks.require_columns(chunk, LATEST_RATINGS_HEADER)
         rating = chunks.to_floats(chunk, "rating")
@@ -204,9 +204,8 @@ def _read_ratings(layout: Layout, min_rating: float) -> Table:
             "positive": rating >= min_rating,
             "timestamp": chunks.to_timestamps(chunk, "timestamp"),
         }
-        for name, values in converted.items():
-            parts.setdefault(name, []).append(values)
-    return {name: np.concatenate(values) for name, values in parts.items()}
+        columns.append(converted)
+    return columns.arrays()
 
 
 def year_from_title(title: str) -> float:

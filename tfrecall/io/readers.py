@@ -41,6 +41,7 @@ from tfrecall.io import movielens
 from tfrecall.io.chunks import (
     CHUNK_ROWS,
     Chunk,
+    ColumnBuffer,
     check_float32,
     check_labels,
     check_unique,
@@ -97,18 +98,17 @@ def read_interactions_csv(
         unparseable timestamp or ranker score).
     """
     mapping = normalized_event_labels(event_labels)
-    parts: Dict[str, List[np.ndarray]] = {}
+    columns = ColumnBuffer()
     caches: Dict[str, dict] = {"id": {}, "event": {}, "request_id": {}}
-    for chunk in read_chunks(path, chunk_rows=chunk_rows):
-        if not parts:
+    for number, chunk in enumerate(read_chunks(path, chunk_rows=chunk_rows)):
+        if number == 0:
             require_columns(chunk, ("user_id", "item_id"))
             ignored = [c for c in chunk.columns if c not in INTERACTION_COLUMNS]
             if ignored:
                 logger.warning("%s: ignoring column(s) %s; interactions use %s",
                                path, ignored, list(INTERACTION_COLUMNS))
-        for name, values in convert_interactions(chunk, mapping, caches).items():
-            parts.setdefault(name, []).append(values)
-    return {name: np.concatenate(values) for name, values in parts.items()}
+        columns.append(convert_interactions(chunk, mapping, caches))
+    return columns.arrays()
 
 
 def normalized_event_labels(event_labels: Optional[Mapping[str, float]]) -> Dict[str, float]:

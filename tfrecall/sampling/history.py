@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from tfrecall import ids
 from tfrecall._backend import tf
 from tfrecall.io.schema import RecallData
 
@@ -41,22 +42,34 @@ def user_histories(
         raise ValueError(f"max_items must be >= 1, got {max_items}")
     inter = train.interactions
     pos = np.flatnonzero(inter["positive"])
-    users = inter["user_id"][pos].astype(str)
-    items = inter["item_id"][pos].astype(str)
-    bad = [i for i in np.unique(items)[:1_000_000] if separator in i]
-    if bad:
-        raise ValueError(f"item id {bad[0]!r} contains the history separator {separator!r}")
+    # Integer codes throughout: on a 20M-positive log the per-user dicts of str this
+    # replaced peaked at 3.9 GiB above the log's own size.
+    first = ids.index_codes(ids.id_index(user_ids), user_ids)  # each entry's first position
+    users = ids.index_codes(ids.id_index(user_ids), inter["user_id"][pos])
+    vocab, items = ids.vocabulary_codes(inter["item_id"][pos])
+    bad = next((i for i in vocab.tolist() if separator in i), None)
+    if bad is not None:
+        raise ValueError(f"item id {bad!r} contains the history separator {separator!r}")
     time_key = inter["timestamp"][pos] if "timestamp" in inter else np.zeros(len(pos))
-    order = np.lexsort((np.arange(len(pos)), time_key, users))
-    out: dict = {}
-    for u, i in zip(users[order].tolist(), items[order].tolist(), strict=True):
-        seq = out.setdefault(u, {})
-        seq.pop(i, None)  # re-insert at the end: latest position wins
-        seq[i] = None
-    return np.array(
-        [separator.join(list(out.get(u, {}))[-max_items:]) for u in user_ids.astype(str).tolist()],
-        dtype=object,
-    )
+    known = users >= 0
+    order = np.flatnonzero(known)[np.lexsort((np.flatnonzero(known), time_key[known],
+                                              users[known]))]
+    users, items = users[order], items[order]
+    # An item taken twice keeps its latest position: the last of each (user, item) run
+    # in this order.
+    key = users * len(vocab) + items
+    _, last_reversed = np.unique(key[::-1], return_index=True)
+    latest = np.zeros(len(key), bool)
+    latest[len(key) - 1 - last_reversed] = True
+    users, items = users[latest], items[latest]
+    ends = np.cumsum(np.bincount(users, minlength=len(user_ids)))
+    recent = ends[users] - 1 - np.arange(len(users)) < max_items
+    users, names = users[recent], vocab[items[recent]].tolist()
+    starts = np.searchsorted(users, np.arange(len(user_ids) + 1))
+    history = np.full(len(user_ids), "", dtype=object)
+    for u in np.unique(users).tolist():
+        history[u] = separator.join(names[starts[u]:starts[u + 1]])
+    return history[first]
 
 
 def drop_candidates_from_history(
