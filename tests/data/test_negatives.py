@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from tfrecall import ids
 from tfrecall._backend import tf
 from tfrecall.ids import catalogue_index, positive_counts
 from tfrecall.io.schema import RecallData
@@ -24,6 +25,25 @@ def test_catalogue_index_is_position_or_minus_one():
     np.testing.assert_array_equal(catalogue_index(cat, _obj([["a", "zz"], ["c", "b"]])),
                                   [[1, -1], [2, 0]])
     np.testing.assert_array_equal(catalogue_index(_obj([]), _obj(["a"])), [-1])
+
+
+def test_catalogue_index_compares_as_str_in_chunks(monkeypatch):
+    monkeypatch.setattr(ids, "_CHUNK", 2)  # several lookup passes
+    cat = _obj(["5", "x", "a", "a", np.str_("1.5")])
+    query = _obj([5, b"x", "a", 1.5, "zz", np.str_("x"), None])
+    # numpy's str forms (b"x" -> "x"); a repeated catalogue id gives its first position.
+    np.testing.assert_array_equal(catalogue_index(cat, query), [0, 1, 2, 4, -1, 1, -1])
+    np.testing.assert_array_equal(catalogue_index(cat, np.array([[5], [7]])), [[0], [-1]])
+    assert catalogue_index(cat, "a").shape == ()
+
+
+def test_vocab_codes_extend_the_known_ids_by_first_appearance():
+    vocab, code = ids.vocab_codes(_obj(["a", "b"]), _obj([["z", "b"], ["y", "z"]]))
+    assert vocab.tolist() == ["a", "b", "z", "y"] and vocab.dtype == object
+    np.testing.assert_array_equal(code, [[2, 1], [3, 2]])
+    first, code = ids.first_appearance_codes(_obj(["r2", "r1", "r2", 3, "3", "r0"]))
+    np.testing.assert_array_equal(first, [0, 1, 3, 5])
+    np.testing.assert_array_equal(code, [0, 1, 0, 2, 2, 3])
 
 
 def test_positive_counts_over_the_catalogue():

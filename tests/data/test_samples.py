@@ -8,8 +8,9 @@ from tfrecall.data.synthetic import SyntheticConfig, generate
 from tfrecall.io.schema import RecallData
 from tfrecall.sampling import requests as samples
 from tfrecall.sampling.config import SamplingConfig
-from tfrecall.sampling.dataset import make_training_dataset
+from tfrecall.sampling.dataset import TrainingSamples, make_training_dataset
 from tfrecall.sampling.features import FeatureStore
+from tfrecall.sampling.negatives import MIN_PROBABILITY_SCALE
 
 
 # The one-view builders these tests read: make_training_dataset with uniform negatives
@@ -271,6 +272,11 @@ def test_user_with_every_catalogue_item_gets_masked_negatives():
     users, items, labels, _ = _epoch(ds)
     np.testing.assert_array_equal(labels[users == "u1"], [[1, -1]] * 4)
     np.testing.assert_array_equal(labels[users == "u3"], [[1, 0]])
+    # Counted: u1 covers b, c, f; with a too, u1's 4 positive rows (c twice) do not.
+    for catalogue, covering in ((["b", "c", "f"], 1), (["b", "c", "f", "a"], 0)):
+        built = TrainingSamples(data, _obj(catalogue), *_stores(data),
+                                SamplingConfig(view="pairwise"), 8)
+        assert built.info.counts["users_covering_catalogue"] == covering
 
 
 def test_same_seed_same_epochs_and_each_pass_has_fresh_negatives(small):
@@ -297,6 +303,84 @@ def test_same_seed_same_epochs_and_each_pass_has_fresh_negatives(small):
     first, second = _epoch(ds), _epoch(ds)
     assert sorted(first[1][:, 0].tolist()) == sorted(second[1][:, 0].tolist())
     assert first[1][:, 0].tolist() != second[1][:, 0].tolist()
+
+
+def _assert_store_features(store, features):
+    """Each feature is what the store's str-hashing `lookup` gives for the row's id."""
+    for name, value in store.lookup(features[store.key]).items():
+        np.testing.assert_array_equal(features[name].numpy(), value.numpy(), err_msg=name)
+
+
+def _partial_world(data):
+    """Every 7th item off the catalogue, every other user off the user table."""
+    catalogue = data.item_catalogue()
+    users = FeatureStore({k: v[::2] for k, v in data.users.items()}, "user_id")
+    return catalogue[np.arange(len(catalogue)) % 7 != 3], users, FeatureStore(data.items,
+                                                                               "item_id")
+
+
+def test_rows_ids_features_and_log_q_follow_the_log(small):
+    # Users and items are coded once and gathered per row: each row's user and positive,
+    # their features and log Q are checked against numpy over the log, items off the
+    # catalogue and users off the user table included.
+    inter, m = small.interactions, small.interactions["positive"]
+    catalogue, user_store, item_store = _partial_world(small)
+    users, items = inter["user_id"][m].astype(str), inter["item_id"][m].astype(str)
+    in_cat = np.isin(items, catalogue.astype(str))
+    assert 0 < in_cat.sum() < len(items)
+    assert 0 < np.isin(users, user_store.ids.astype(str)).sum() < len(users)
+    ids, counts = np.unique(items, return_counts=True)
+    share = dict(zip(ids.tolist(), counts / len(items), strict=True))
+    n, s = len(catalogue), 5
+    easy = dict.fromkeys(catalogue.tolist(), 1 / n)  # uniform Q; off the catalogue: the floor
+    config = SamplingConfig(negatives=("in_batch", "uniform"), num_negatives=s, shuffle=False)
+    built = TrainingSamples(small, catalogue, user_store, item_store, config, 64)
+    got_users, got_items, log_q = [], [], []
+    for x, _ in built.dataset:
+        positive = {name: value[:, 0] for name, value in x["items"].items()}
+        _assert_store_features(user_store, x["user"])
+        _assert_store_features(item_store, positive)
+        got_users += x["user"]["user_id"].numpy().astype(str).tolist()
+        got_items += positive["item_id"].numpy().astype(str).tolist()
+        b = len(x["user"]["user_id"])
+        log_q += [np.log(b * share[i] + s * easy.get(i, MIN_PROBABILITY_SCALE / n))
+                  for i in got_items[-b:]]
+        _assert_store_features(item_store, x["negatives"])
+    assert got_users == users.tolist() and got_items == items.tolist()
+    np.testing.assert_allclose(np.concatenate([x["log_q"][:, 0] for x, _ in built.dataset]),
+                               log_q, rtol=1e-6)
+    counts = built.info.counts
+    assert (counts["positives"], counts["positives_off_catalogue"]) == (m.sum(), (~in_cat).sum())
+    assert counts["users_with_positives"] == len(set(users))
+    assert counts["users_without_positives"] == len(set(inter["user_id"])) - len(set(users))
+
+
+@pytest.mark.parametrize("options", [
+    dict(view="pointwise", negatives=("uniform", "hard"), easy_hard_ratio=1.0),
+    dict(view="listwise", list_mode="graded"),
+    dict(view="listwise", negatives=("hard",)),
+])
+def test_views_rows_follow_the_log(small, options):
+    # Per-row users (and positives, or graded lists) in log order, their features the
+    # stores' lookups; hard negatives keyed by user take each distinct user's pool.
+    inter, m = small.interactions, small.interactions["positive"]
+    catalogue, user_store, item_store = _partial_world(small)
+    config = SamplingConfig(shuffle=False, log_q=False, **options)
+    built = TrainingSamples(small, catalogue, user_store, item_store, config, 50)
+    got_users, got_items = [], []
+    for x, _ in built.dataset:
+        _assert_store_features(user_store, x["user"])
+        _assert_store_features(item_store, x["items"])
+        got_users += x["user"]["user_id"].numpy().astype(str).tolist()
+        got_items += x["items"]["item_id"].numpy().astype(str).tolist()
+    if options.get("list_mode") == "graded":
+        lists = samples.graded_lists(small, config.list_size)
+        assert got_users == lists.user_ids.tolist() and got_items == lists.item_ids.tolist()
+        return
+    k = config.num_negatives + 1 if config.view == "pointwise" else 1
+    assert got_users == np.repeat(inter["user_id"][m], k).tolist()
+    assert [row[0] for row in got_items[::k]] == inter["item_id"][m].tolist()
+    assert built.info.counts["hard_rows_fallback_easy"] < m.sum()
 
 
 def test_drop_remainder():

@@ -38,6 +38,7 @@ factor cancels in a softmax, so with in-batch negatives alone this is the usual
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from typing import Callable, Dict, List, Optional, Tuple
@@ -45,12 +46,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.ids import catalogue_index, positive_counts
+from tfrecall.ids import catalogue_index, positive_counts, vocab_codes
 from tfrecall.io.schema import RecallData
 from tfrecall.sampling import negatives as neg
 from tfrecall.sampling.config import EASY_SOURCES, SamplingConfig
-from tfrecall.sampling.features import FeatureStore
-from tfrecall.sampling.frequency import StreamingFrequencyEstimator, positive_frequencies
+from tfrecall.sampling.features import FeatureRows, FeatureStore
+from tfrecall.sampling.frequency import StreamingFrequencyEstimator
 from tfrecall.sampling.requests import RankerLists, graded_lists, ranked_requests
 
 _LOG = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class TrainingSamples:
         self.ranker_lists, self.hard_pool = ranker_lists, hard_negatives
         self.frequency_estimator = None
         # Catalogue index -> id and feature row; index N (for -1) is the padding id "".
-        self._cat = _Side(item_store, np.append(cat, ""))
+        self._cat = FeatureRows(item_store, np.append(cat, ""))
         self._counts: Dict[str, int] = {}
         self._notes: List[str] = []
         build = {"in_batch": self._in_batch, "pointwise": self._pointwise,
@@ -166,32 +167,46 @@ class TrainingSamples:
         """Catalogue indices -> (str ids, item-store rows); -1 -> ("", the missing row)."""
         return self._cat.ids_rows(tf.where(idx >= 0, idx, len(self.catalogue)))
 
-    def _positives(self):
-        """Positive rows: user ids, item ids, catalogue indices, user codes, request ids."""
+    def _index(self, pos_side: FeatureRows, rows: tf.Tensor) -> tf.Tensor:
+        """int64 catalogue index of the rows' positives (-1 off it): see `_positives`."""
+        code = tf.cast(tf.gather(pos_side.code, rows), tf.int64)
+        return tf.where(code < len(self.catalogue), code, -1)
+
+    def _sides(self, p: "_Positives") -> Tuple[FeatureRows, FeatureRows]:
+        """User and positive-item sides of the positive rows (distinct ids, row codes)."""
+        return (FeatureRows(self.user_store, p.users, p.user_code),
+                FeatureRows(self.item_store, p.items, p.item_code))
+
+    def _positives(self) -> "_Positives":
+        """The positive rows, users and items each coded once (no per-row str copy or sort)."""
         inter = self.train.interactions
         mask = np.asarray(inter["positive"], bool)
         if not mask.any():
             raise ValueError(f"{self.train.name!r} has no positive interactions (of "
                              f"{self.train.num_interactions} rows) to build samples from")
-        users = np.asarray(inter["user_id"], dtype=object)
-        items = np.asarray(inter["item_id"], dtype=object)[mask]
-        idx = catalogue_index(self.catalogue, items)
-        vocab, code = np.unique(users[mask].astype(str), return_inverse=True)
+        users, code = vocab_codes(self.user_store.ids, inter["user_id"])
+        in_log = np.count_nonzero(np.bincount(code, minlength=len(users)))
+        code = code[mask]
+        # Items: the catalogue, its padding id "" (N), then positives off it; idx = code < N.
+        n = len(self.catalogue)
+        items, item_code = vocab_codes(np.append(self.catalogue, ""),
+                                       np.asarray(inter["item_id"], dtype=object)[mask])
+        idx = np.where(item_code < n, item_code, -1)
+        with_positives = np.count_nonzero(np.bincount(code, minlength=len(users)))
         self._counts["positives"] = int(mask.sum())
-        self._counts["users_with_positives"] = len(vocab)
-        self._counts["users_without_positives"] = int(
-            len(np.unique(users.astype(str))) - len(vocab))
+        self._counts["users_with_positives"] = int(with_positives)
+        self._counts["users_without_positives"] = int(in_log - with_positives)
         self._counts["positives_off_catalogue"] = int(np.sum(idx < 0))
         requests = (np.asarray(inter["request_id"], dtype=object)[mask]
                     if "request_id" in inter else None)
-        code = code.reshape(-1).astype(np.int64)
-        per_user = np.bincount(code[idx >= 0], minlength=len(vocab))
-        if np.any(per_user >= len(self.catalogue)):
+        heavy = np.bincount(code[idx >= 0], minlength=len(users)) >= n
+        if heavy.any():
             # Each such user's per-row negatives can only be masked (label -1).
-            full = np.unique(np.stack([code, idx], 1)[idx >= 0], axis=0)
-            covering = np.bincount(full[:, 0], minlength=len(vocab)) >= len(self.catalogue)
+            ok = (idx >= 0) & heavy[code]  # only users with >= N positives can cover it
+            full = np.unique(code[ok] * n + idx[ok]) // n
+            covering = np.bincount(full, minlength=len(users)) >= n
             self._counts["users_covering_catalogue"] = int(covering.sum())
-        return users[mask], items, idx, code, requests
+        return _Positives(users, code, items, item_code, idx, requests)
 
     def _easy(self) -> neg.CategoricalSampler:
         """The easy mixture of the configured sources (uniform when none: the fallback)."""
@@ -212,30 +227,34 @@ class TrainingSamples:
             raise ValueError(f"catalogue has {len(self.catalogue)} distinct items, fewer than "
                              f"the {wanted} {what} requested")
 
-    def _hard(self, users, requests, pool: Optional[neg.NegativePool] = None):
+    def _hard(self, p: "_Positives", pool: Optional[neg.NegativePool] = None):
         """Pool sampler and per-row group for hard negatives, with fallback counts."""
-        candidates = []  # (pool, row keys, count name), tried in order
+        candidates = []  # (pool, count name), tried in order; rows keyed by its key_kind
         pool = pool if pool is not None else self.hard_pool
         if pool is not None:
-            candidates.append((pool, users if pool.key_kind == "user" else requests,
-                               f"rows_with_pool: {pool.source}"))
+            candidates.append((pool, f"rows_with_pool: {pool.source}"))
         else:
-            if self.ranker_lists is not None and requests is not None:
+            if self.ranker_lists is not None and p.requests is not None:
                 candidates.append((neg.ranker_window_pool(
                     self.ranker_lists, self.catalogue, self.config.hard_negative_window),
-                    requests, "hard_rows_from_ranker_window"))
-            if requests is not None:
+                    "hard_rows_from_ranker_window"))
+            if p.requests is not None:
                 candidates.append((neg.exposure_pool(self.train, self.catalogue, "request"),
-                                   requests, "hard_rows_from_request_exposures"))
-            candidates.append((neg.exposure_pool(self.train, self.catalogue, "user"), users,
+                                   "hard_rows_from_request_exposures"))
+            candidates.append((neg.exposure_pool(self.train, self.catalogue, "user"),
                                "hard_rows_from_user_exposures"))
-        group = np.full(len(users), -1, np.int64)
+        group = np.full(len(p.user_code), -1, np.int64)
         offsets, items, base_group, base_item = [], [], 0, 0
-        for cand, keys, name in candidates:
-            if keys is None and len(cand.keys):
+        for cand, name in candidates:
+            if cand.key_kind == "user":  # each distinct user looked up once
+                g = cand.group_of(p.users)[p.user_code]
+            elif p.requests is not None:
+                g = cand.group_of(p.requests)
+            elif len(cand.keys):
                 raise ValueError(f"hard negatives keyed by {cand.key_kind} need a "
                                  f"'{cand.key_kind}_id' column in {self.train.name!r}")
-            g = cand.group_of(keys) if keys is not None else np.full(len(users), -1)
+            else:
+                g = np.full(len(group), -1)
             take = (group < 0) & (g >= 0)
             group[take] = g[take] + base_group
             self._counts[name] = int(take.sum())
@@ -249,24 +268,24 @@ class TrainingSamples:
                                   np.concatenate(items).astype(np.int64), "hard")
         return neg.PoolSampler(merged), group
 
-    def _row_mix(self, users, idx, code, requests, hard: bool,
-                 pool: Optional[neg.NegativePool] = None, hard_fraction=None):
+    def _row_mix(self, p: "_Positives", hard: bool, pool: Optional[neg.NegativePool] = None,
+                 hard_fraction=None):
         """`NegativeMix` for per-row negatives and each row's pool group."""
-        positives = neg.PositiveSet(code, idx, len(self.catalogue))
+        positives = neg.PositiveSet(p.user_code, p.idx, len(self.catalogue))
         if hard:
-            sampler, group = self._hard(users, requests, pool)
+            sampler, group = self._hard(p, pool)
             fraction = self.config.hard_fraction if hard_fraction is None else hard_fraction
             if not any(s in EASY_SOURCES for s in self.config.negatives):
                 fraction = 1.0  # "hard" alone: every slot hard where the row has a pool
         else:
-            sampler, group, fraction = None, np.full(len(users), -1, np.int64), 0.0
+            sampler, group, fraction = None, np.full(len(p.user_code), -1, np.int64), 0.0
         mix = neg.NegativeMix(self._easy(), sampler, fraction, positives)
         return mix, tf.constant(group, tf.int64)
 
     # ------------------------------------------------------------------- views
     def _in_batch(self):
         cfg = self.config
-        users, items, idx, code, requests = self._positives()
+        p = self._positives()
         hard = "hard" in cfg.negatives
         shared = [s for s in cfg.negatives if s in EASY_SOURCES]
         num_shared = cfg.num_negatives if shared else 0
@@ -279,13 +298,13 @@ class TrainingSamples:
         if hard:
             num_hard = min(num_hard, 4 * self.batch_size)
             self._counts["hard_negatives_per_row"] = num_hard
-            mix, group = self._row_mix(users, idx, code, requests, True, hard_fraction=1.0)
+            mix, group = self._row_mix(p, True, hard_fraction=1.0)
         easy = self._easy()
-        user_side, pos_side = _Side(self.user_store, users), _Side(self.item_store, items)
-        idx_t, code_t = tf.constant(idx), tf.constant(code)
+        user_side, pos_side = self._sides(p)
         streaming = cfg.log_q and cfg.frequency == "streaming"
-        freq_row = tf.constant(positive_frequencies(self.train, items), tf.float64)
-        freq_cat = tf.constant(positive_frequencies(self.train, self.catalogue), tf.float64)
+        # Each item's share of the positives (`frequency.positive_frequencies`), by code.
+        freq = tf.constant(np.bincount(p.item_code, minlength=len(p.items)) / len(p.item_code),
+                           tf.float64)
         if cfg.log_q:
             self._notes.append(
                 f"log_q = log(B q(item){' + S Q_easy(item)' if shared else ''}"
@@ -299,21 +318,21 @@ class TrainingSamples:
         def make_batch(rows, seed) -> _Batch:
             s = neg.split_seed(seed, 2)
             b = tf.cast(tf.shape(rows)[0], tf.float64)
-            pos_idx = tf.gather(idx_t, rows)
+            pos_idx = self._index(pos_side, rows)
             pos_ids, pos_rows = pos_side.ids_rows(rows)
             cols, feature_rows = [pos_ids[:, None]], [pos_rows[:, None]]
             labels = [tf.ones_like(pos_rows[:, None], tf.float32)]
             static = [float(num_shared) * easy.prob(pos_idx)[:, None]]
-            in_batch = [b * tf.gather(freq_row, rows)[:, None]]
+            in_batch = [b * tf.gather(freq, tf.gather(pos_side.code, rows))[:, None]]
             if hard:
-                draw = mix.sample(num_hard, tf.gather(code_t, rows), tf.gather(group, rows),
-                                  s[0])
+                draw = mix.sample(num_hard, tf.gather(user_side.code, rows),
+                                  tf.gather(group, rows), s[0])
                 hard_ids, hard_rows = self._cat_ids_rows(draw.items)
                 cols.append(hard_ids)
                 feature_rows.append(hard_rows)
                 labels.append(tf.where(draw.valid, 0.0, -1.0))
                 static.append(float(num_shared) * easy.prob(draw.items) + draw.expected_count)
-                in_batch.append(b * tf.gather(freq_cat, tf.maximum(draw.items, 0)))
+                in_batch.append(b * tf.gather(freq, tf.maximum(draw.items, 0)))
             x = {"user": user_side.features(rows),
                  "items": self.item_store.lookup_rows(tf.concat(feature_rows, 1),
                                                       tf.concat(cols, 1))}
@@ -323,7 +342,7 @@ class TrainingSamples:
                 shared_ids, shared_rows = self._cat_ids_rows(drawn)
                 x["negatives"] = self.item_store.lookup_rows(shared_rows, shared_ids)
                 neg_static = float(num_shared) * easy.prob(drawn)
-                neg_in_batch = b * tf.gather(freq_cat, drawn)
+                neg_in_batch = b * tf.gather(freq, drawn)
             if cfg.log_q:
                 # Streaming: the in-batch term is added by the sequential `post` map.
                 x["log_q"] = static if streaming else _log(static + in_batch)
@@ -347,21 +366,20 @@ class TrainingSamples:
                                                                                  tf.float64))
                 return x, y
 
-        return len(users), make_batch, post
+        return len(p.user_code), make_batch, post
 
     def _pointwise(self):
         cfg = self.config
         k = cfg.num_negatives
         self._check_catalogue(k, "negatives per positive (num_negatives)")
-        users, items, idx, code, requests = self._positives()
-        mix, group = self._row_mix(users, idx, code, requests, "hard" in cfg.negatives)
-        user_side, pos_side = _Side(self.user_store, users), _Side(self.item_store, items)
-        idx_t, code_t = tf.constant(idx), tf.constant(code)
+        p = self._positives()
+        mix, group = self._row_mix(p, "hard" in cfg.negatives)
+        user_side, pos_side = self._sides(p)
 
         def make_batch(rows, seed) -> _Batch:
             pos, slot = rows // (k + 1), rows % (k + 1)
             groups = tf.gather(group, pos)
-            draw = mix.sample(1, tf.gather(code_t, pos), groups, seed)
+            draw = mix.sample(1, tf.gather(user_side.code, pos), groups, seed)
             is_pos = (slot == 0)[:, None]
             pos_ids, pos_rows = pos_side.ids_rows(pos)
             neg_ids, neg_rows = self._cat_ids_rows(draw.items)
@@ -371,26 +389,24 @@ class TrainingSamples:
                      tf.where(is_pos, pos_rows[:, None], neg_rows),
                      tf.where(is_pos, pos_ids[:, None], neg_ids))}
             if cfg.log_q:
-                pos_count = mix.expected_count(tf.gather(idx_t, pos)[:, None], groups, k)
+                pos_count = mix.expected_count(self._index(pos_side, pos)[:, None], groups, k)
                 x["log_q"] = _log(tf.where(is_pos, pos_count, float(k) * draw.expected_count))
             return x, labels
 
-        return len(users) * (k + 1), make_batch, None
+        return len(p.user_code) * (k + 1), make_batch, None
 
     def _sampled_lists(self, num: int, pool=None):
         """Rows = positives; items ``(B, 1 + num)``: the positive then ``num`` negatives."""
         cfg = self.config
         self._check_catalogue(num, "negatives per positive")
-        users, items, idx, code, requests = self._positives()
+        p = self._positives()
         hard = "hard" in cfg.negatives or pool is not None
-        mix, group = self._row_mix(users, idx, code, requests, hard, pool,
-                                   hard_fraction=1.0 if pool is not None else None)
-        user_side, pos_side = _Side(self.user_store, users), _Side(self.item_store, items)
-        idx_t, code_t = tf.constant(idx), tf.constant(code)
+        mix, group = self._row_mix(p, hard, pool, hard_fraction=1.0 if pool is not None else None)
+        user_side, pos_side = self._sides(p)
 
         def make_batch(rows, seed) -> _Batch:
             groups = tf.gather(group, rows)
-            draw = mix.sample(num, tf.gather(code_t, rows), groups, seed)
+            draw = mix.sample(num, tf.gather(user_side.code, rows), groups, seed)
             pos_ids, pos_rows = pos_side.ids_rows(rows)
             neg_ids, neg_rows = self._cat_ids_rows(draw.items)
             labels = tf.concat([tf.ones_like(pos_rows[:, None], tf.float32),
@@ -399,11 +415,11 @@ class TrainingSamples:
                  "items": self.item_store.lookup_rows(tf.concat([pos_rows[:, None], neg_rows], 1),
                                                       tf.concat([pos_ids[:, None], neg_ids], 1))}
             if cfg.log_q:
-                pos_count = mix.expected_count(tf.gather(idx_t, rows)[:, None], groups, num)
+                pos_count = mix.expected_count(self._index(pos_side, rows)[:, None], groups, num)
                 x["log_q"] = _log(tf.concat([pos_count, draw.expected_count], 1))
             return x, labels
 
-        return len(users), make_batch, None
+        return len(p.user_code), make_batch, None
 
     def _pairwise(self):
         mode = self.config.pairwise_mode
@@ -443,8 +459,8 @@ class TrainingSamples:
         self._counts["requests_without_ranking"] = ranked.num_skipped
         if ranked.num_items_off_catalogue:
             self._counts["ranked_items_off_catalogue"] = ranked.num_items_off_catalogue
-        return (ranked, _Side(self.user_store, ranked.user_ids), tf.constant(ranked.offsets),
-                tf.constant(ranked.items), tf.constant(ranked.scores))
+        return (ranked, FeatureRows.coded(self.user_store, ranked.user_ids),
+                tf.constant(ranked.offsets), tf.constant(ranked.items), tf.constant(ranked.scores))
 
     def _ranker_pairs(self, head_tail: bool):
         """One (better, worse) pair of a request's ranked list per request and epoch."""
@@ -479,8 +495,8 @@ class TrainingSamples:
         lists = graded_lists(self.train, self.config.list_size)
         self._counts["requests_without_positive_dropped"] = lists.num_dropped_requests
         self._counts["requests_truncated"] = lists.num_truncated_requests
-        user_side = _Side(self.user_store, lists.user_ids)
-        item_side = _Side(self.item_store, lists.item_ids)
+        user_side = FeatureRows.coded(self.user_store, lists.user_ids)
+        item_side = FeatureRows.coded(self.item_store, lists.item_ids)
         labels_t = tf.constant(lists.labels)
 
         def make_batch(rows, seed) -> _Batch:
@@ -519,25 +535,10 @@ class TrainingSamples:
         return len(ranked.request_ids), make_batch, None
 
 
-class _Side:
-    """Ids of one side as a constant plus their `FeatureStore` rows, gathered by index.
-
-    The rows are computed once in numpy, so the pipeline gathers features without
-    hashing a string per example.
-    """
-
-    def __init__(self, store: FeatureStore, ids: np.ndarray):
-        ids = np.asarray(ids, dtype=object)
-        self.store = store
-        self.ids = tf.constant(ids.astype(str))
-        self.rows = tf.constant(store.rows(ids))
-
-    def ids_rows(self, at: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-        return tf.gather(self.ids, at), tf.gather(self.rows, at)
-
-    def features(self, at: tf.Tensor) -> Dict[str, tf.Tensor]:
-        ids, rows = self.ids_rows(at)
-        return self.store.lookup_rows(rows, ids)
+# The positive rows (`TrainingSamples._positives`): ``users`` (U,) the user store's ids then
+# the log's others, ``user_code`` (P,) into them; ``items`` the catalogue, "" then positives
+# off it, ``item_code`` (P,) into them; ``idx`` (P,) catalogue index (-1 off it); requests.
+_Positives = collections.namedtuple("_Positives", "users user_code items item_code idx requests")
 
 
 def _in_segment(seg, m, n, u):

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
-from tfrecall.ids import catalogue_index
+from tfrecall.ids import catalogue_index, vocab_codes
 from tfrecall.io.schema import Table
 
 
@@ -134,6 +134,46 @@ class FeatureStore:
         for name, col in self._columns.items():
             out[name] = tf.gather(col, rows)
         return out
+
+
+class FeatureRows:
+    """Ids of one side held once, with their `FeatureStore` rows, gathered by index.
+
+    The rows are computed once in numpy, so the input pipeline gathers features without
+    hashing a string per example. With ``code`` (an int per example, int32 where it
+    fits), an index is an example: example -> code -> id and feature row, so a large log
+    costs one small int per example, not a string and a row (`coded` builds it).
+
+    Args:
+      store: the side's `FeatureStore`.
+      ids: ``(V,)`` str ids (distinct, with ``code``).
+      code: optional ``(R,)`` int position in ``ids`` of each example.
+    """
+
+    def __init__(self, store: FeatureStore, ids: np.ndarray, code: Optional[np.ndarray] = None):
+        ids = np.asarray(ids, dtype=object)
+        self.store = store
+        self.ids = tf.constant(ids.astype(str))
+        self.rows = tf.constant(store.rows(ids))
+        self.code = None if code is None else tf.constant(
+            code, tf.int32 if len(ids) < 2 ** 31 else tf.int64)
+
+    @classmethod
+    def coded(cls, store: FeatureStore, ids: np.ndarray) -> "FeatureRows":
+        """Per-example ``ids`` (any shape), each distinct id looked up once
+        (`tfrecall.ids.vocab_codes` against the store's ids)."""
+        return cls(store, *vocab_codes(store.ids, ids))
+
+    def ids_rows(self, at: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """``(str ids, store rows)`` of the indices ``at`` (any shape)."""
+        if self.code is not None:
+            at = tf.gather(self.code, at)
+        return tf.gather(self.ids, at), tf.gather(self.rows, at)
+
+    def features(self, at: tf.Tensor) -> Dict[str, tf.Tensor]:
+        """``store.lookup`` of the ids at ``at``, by their precomputed rows."""
+        ids, rows = self.ids_rows(at)
+        return self.store.lookup_rows(rows, ids)
 
 
 def _str_list(values: np.ndarray, name: str) -> list:

@@ -46,7 +46,7 @@ def user_histories(
     # replaced peaked at 3.9 GiB above the log's own size.
     first = ids.index_codes(ids.id_index(user_ids), user_ids)  # each entry's first position
     users = ids.index_codes(ids.id_index(user_ids), inter["user_id"][pos])
-    vocab, items = ids.vocabulary_codes(inter["item_id"][pos])
+    vocab, items = ids.vocab_codes(np.empty(0, object), inter["item_id"][pos])
     bad = next((i for i in vocab.tolist() if separator in i), None)
     if bad is not None:
         raise ValueError(f"item id {bad!r} contains the history separator {separator!r}")

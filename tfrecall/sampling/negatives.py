@@ -305,7 +305,7 @@ class NegativeMix:
           A `NegativeDraw`.
         """
         groups = tf.convert_to_tensor(groups, tf.int64)
-        user_codes = tf.convert_to_tensor(user_codes, tf.int64)
+        user_codes = tf.cast(user_codes, tf.int64)  # int32 codes welcome
         seeds = split_seed(seed, self.rounds + 1)
         items, is_hard = self._draw(groups, num, seeds[0])
         if self.positives is not None:
