@@ -45,8 +45,8 @@ def catalogue_index(catalogue: np.ndarray, ids: np.ndarray) -> np.ndarray:
     where = dict(zip(reversed(cat), range(len(cat) - 1, -1, -1), strict=True))
     for start in range(0, len(flat), _CHUNK):
         part = flat[start:start + _CHUNK].tolist()
-        out[start:start + len(part)] = np.fromiter(map(where.get, part, itertools.repeat(-1)), np.int64,
-                                                   len(part))
+        out[start:start + len(part)] = np.fromiter(
+            map(where.get, part, itertools.repeat(-1)), np.int64, len(part))
     miss = np.flatnonzero(out < 0)
     odd = miss[np.array([type(v) is not str for v in flat[miss].tolist()], bool)]
     if len(odd):  # a non-str id (5, b"x") matches its str form (numpy's: b"x" -> "x")
