@@ -77,32 +77,6 @@ def vocab_codes(known: np.ndarray, values: np.ndarray) -> Tuple[np.ndarray, np.n
     return np.concatenate([known, extra]), code.reshape(values.shape)
 
 
-def id_index(values: np.ndarray) -> dict:
-    """``{str id: position of its first appearance in values}``."""
-    index: dict = {}
-    for position, value in enumerate(np.asarray(values, dtype=object).reshape(-1).tolist()):
-        index.setdefault(value if isinstance(value, str) else str(value), position)
-    return index
-
-
-def index_codes(index: dict, values: np.ndarray) -> np.ndarray:
-    """``(n,)`` int64 ``index[str(v)]`` for each of the ``(n,)`` values (-1 if absent).
-
-    One dict lookup per value, without the fixed-width str copy and the string sort of
-    ``np.unique``/``searchsorted`` (on a 20M-row log: 0.5 GB and about 10x the time):
-    logs hold each distinct id as one shared str object (`tfrecall.io.chunks`), so a
-    lookup is a pointer hash. Values that are not str (numbers) are looked up as str.
-    """
-    values = np.asarray(values, dtype=object).reshape(-1)
-    out = np.fromiter(map(index.get, values, itertools.repeat(-1)), np.int64,
-                      count=len(values))
-    for at in np.flatnonzero(out < 0).tolist():
-        value = values[at]
-        if not isinstance(value, str):
-            out[at] = index.get(str(value), -1)
-    return out
-
-
 def positive_counts(train, catalogue: np.ndarray) -> np.ndarray:
     """``(N,)`` int64 number of training positives of each catalogue item (``train``: a
     `tfrecall.io.schema.RecallData`)."""

@@ -23,6 +23,9 @@ def test_positive_frequencies_are_shares_of_the_positives():
     # Positives a, b, a, a: a 3/4, b 1/4, c (not positive) 0, zz unknown 0.
     np.testing.assert_allclose(positive_frequencies(RecallData(inter), _obj(["a", "b", "c", "zz"])),
                                [0.75, 0.25, 0.0, 0.0])
+    # An id asked for twice reports its share twice.
+    np.testing.assert_allclose(positive_frequencies(RecallData(inter), _obj(["b", "a", "b"])),
+                               [0.25, 0.75, 0.25])
     none = dict(inter, positive=np.zeros(5, bool))
     with pytest.raises(ValueError, match="no positive"):
         positive_frequencies(RecallData(none), _obj(["a"]))

@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from tfrecall.evaluation.metrics import evaluate_embeddings, evaluate_ranking, group_pairs
+from tfrecall.evaluation.metrics import (
+    PairSets,
+    evaluate_embeddings,
+    evaluate_ranking,
+    group_pairs,
+)
 
 # Items: i0 = [1, 0], i1 = [0.5, 0], i2 = [0, 1].
 ITEMS = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0]], np.float32)
@@ -94,6 +99,22 @@ def test_group_pairs_maps_ids_and_skips_unknown_users():
         {"a": 0}, {"x": 3},
     )
     assert g == {0: {3, -1}}
+
+
+def test_pair_sets_equal_a_dict_of_sets_built_pair_by_pair():
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 30, 500), rng.integers(-1, 20, 500)  # duplicates, -1
+    reference = {}
+    for u, i in zip(users.tolist(), items.tolist(), strict=True):
+        reference.setdefault(u, set()).add(i)
+    pairs = PairSets(users, items)
+    assert pairs == reference and len(pairs) == len(reference)
+    assert sorted(pairs) == sorted(reference)
+    missing = next(u for u in range(40) if u not in reference)
+    assert pairs.get(missing, set()) == set()
+    with pytest.raises(KeyError):
+        pairs[missing]
+    assert PairSets(np.zeros(0), np.zeros(0)) == {}
 
 
 def test_bad_score_shape_and_bad_k():

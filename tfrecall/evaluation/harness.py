@@ -27,7 +27,7 @@ from tfrecall.evaluation.metrics import (
     evaluate_ranking,
     evaluate_top_lists,
 )
-from tfrecall.ids import id_index, index_codes
+from tfrecall.ids import catalogue_index
 from tfrecall.io.schema import RecallData
 from tfrecall.models.embed import embed_items, embed_users, feature_column
 
@@ -58,15 +58,14 @@ def make_eval_set(
     With ``exclude_train=False`` nothing is excluded and held-out items the user
     already has in training stay targets (the "all items" protocol).
     """
-    user_index, item_index = id_index(user_ids), id_index(catalogue)
     te, tr = test.interactions, train.interactions
     te_pos, tr_pos = np.flatnonzero(te["positive"]), np.flatnonzero(tr["positive"])
     # Integer pairs (`PairSets`), not dicts of Python sets: on a 25M-row log the sets
     # kept 1.3 GiB.
-    u_te = index_codes(user_index, te["user_id"][te_pos])
-    i_te = index_codes(item_index, te["item_id"][te_pos])  # -1: a miss in the metrics
-    u_tr = index_codes(user_index, tr["user_id"][tr_pos])
-    i_tr = index_codes(item_index, tr["item_id"][tr_pos])
+    u_te = catalogue_index(user_ids, te["user_id"][te_pos])
+    i_te = catalogue_index(catalogue, te["item_id"][te_pos])  # -1: a miss in the metrics
+    u_tr = catalogue_index(user_ids, tr["user_id"][tr_pos])
+    i_tr = catalogue_index(catalogue, tr["item_id"][tr_pos])
     keep = (u_tr >= 0) & (i_tr >= 0)
     empty = np.zeros(0, np.int64)
     return EvalSet(

@@ -69,13 +69,6 @@ class PairSets(Mapping):
         self._items = items.astype(np.int32 if len(items) and
                                    np.abs(items).max() < 2 ** 31 else np.int64)
 
-    def items_of(self, user: int) -> np.ndarray:
-        """The user's items, sorted (empty for a user without any)."""
-        at = int(np.searchsorted(self._users, user))
-        if at == len(self._users) or self._users[at] != user:
-            return self._items[:0]
-        return self._items[self._offsets[at]:self._offsets[at + 1]]
-
     def __getitem__(self, user) -> frozenset:
         at = int(np.searchsorted(self._users, user))
         if at == len(self._users) or self._users[at] != user:
@@ -87,9 +80,6 @@ class PairSets(Mapping):
 
     def __len__(self) -> int:
         return len(self._users)
-
-    def num_pairs(self) -> int:
-        return len(self._items)
 
 
 class _Accumulator:

@@ -46,6 +46,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from tfrecall._backend import tf
+from tfrecall.ids import catalogue_index
 from tfrecall.io.schema import RecallData
 
 
@@ -66,10 +67,10 @@ def positive_frequencies(train: RecallData, item_ids: Sequence[str]) -> np.ndarr
     pos = np.asarray(inter["item_id"], dtype=object)[np.asarray(inter["positive"], bool)]
     if len(pos) == 0:
         raise ValueError(f"{train.name!r} has no positive interactions to count frequencies of")
-    ids, shares = item_shares(pos.astype(str))
-    query = np.asarray(item_ids, dtype=object).astype(str)
-    at = np.minimum(np.searchsorted(ids, query), len(ids) - 1)
-    return np.where(ids[at] == query, shares[at], 0.0)
+    query = np.asarray(item_ids, dtype=object).reshape(-1)
+    first = catalogue_index(query, query)  # a repeated id reports its first copy's share
+    at = catalogue_index(query, pos)  # by dict: no sort of the positives' strings
+    return np.bincount(at[at >= 0], minlength=len(query))[first] / len(pos)
 
 
 def item_shares(positive_ids) -> Tuple[np.ndarray, np.ndarray]:

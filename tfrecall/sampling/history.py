@@ -44,8 +44,8 @@ def user_histories(
     pos = np.flatnonzero(inter["positive"])
     # Integer codes throughout: on a 20M-positive log the per-user dicts of str this
     # replaced peaked at 3.9 GiB above the log's own size.
-    first = ids.index_codes(ids.id_index(user_ids), user_ids)  # each entry's first position
-    users = ids.index_codes(ids.id_index(user_ids), inter["user_id"][pos])
+    first = ids.catalogue_index(user_ids, user_ids)  # each entry's first position
+    users = ids.catalogue_index(user_ids, inter["user_id"][pos])
     vocab, items = ids.vocab_codes(np.empty(0, object), inter["item_id"][pos])
     bad = next((i for i in vocab.tolist() if separator in i), None)
     if bad is not None:
