@@ -1,7 +1,7 @@
 r"""Large logs (issue 18): a MovieLens-25M-shaped synthetic log through the CLI.
 
     python benchmarks/large_log.py --rows=1000000,5000000 [--workdir=/tmp/large_log]
-        [--train_flags=--epochs=1,--validation_fraction=0] [--skip_train]
+        [--train_flags="--epochs=1 --validation_fraction=0"] [--skip_train] [--reuse_logs]
 
 For each size: writes a generic interactions CSV (``user_id,item_id,label,timestamp``)
 shaped like ml-25m (162,541 users and 59,047 items per 25M rows, scaled linearly with
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -76,6 +77,18 @@ def generate(path: str, rows: int, seed: int = 0, chunk_users: int = 20_000) -> 
             "bytes": os.path.getsize(path)}
 
 
+def existing(path: str, rows: int) -> dict:
+    """The shape of a log `generate` already wrote (--reuse_logs): rows counted, users and
+    items from the same scaling rule."""
+    lines = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            lines += block.count(b"\n")
+    return {"rows": lines - 1, "users": max(100, round(rows * ML25M_USERS / ML25M_ROWS)),
+            "items": max(200, round(rows * ML25M_ITEMS / ML25M_ROWS)),
+            "bytes": os.path.getsize(path)}
+
+
 def measured(args) -> dict:
     """Runs a command through a tiny parent that waits on it alone, so the parent's
     RUSAGE_CHILDREN peak RSS is that command's; returns stdout, wall seconds, peak MiB."""
@@ -104,17 +117,24 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="1000000")
     parser.add_argument("--workdir", default="/tmp/tfrecall_large_log")
-    parser.add_argument("--train_flags", default="--epochs=1,--validation_fraction=0",
-                        help="comma-separated extra flags of pipelines.train")
+    parser.add_argument("--train_flags", default="--epochs=1 --validation_fraction=0",
+                        help="extra flags of pipelines.train, split as a shell would")
     parser.add_argument("--skip_train", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse_logs", action="store_true",
+                        help="use a log already in --workdir (same --rows and --seed) "
+                        "instead of writing it again")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
     rows_out = []
     for rows in [int(r) for r in args.rows.split(",")]:
         path = os.path.join(args.workdir, f"log_{rows}.csv")
-        shape = generate(path, rows, args.seed)
-        print(f"generated {path}: {shape}", flush=True)
+        if args.reuse_logs and os.path.exists(path):
+            shape = existing(path, rows)
+            print(f"reused {path}: {shape}", flush=True)
+        else:
+            shape = generate(path, rows, args.seed)
+            print(f"generated {path}: {shape}", flush=True)
         read = measured([sys.executable, "-c", READ, path])
         n, read_s = read["stdout"].split()
         row = {**shape, "read_rows_per_s": int(n) / float(read_s),
@@ -123,7 +143,7 @@ def main():
               flush=True)
         if not args.skip_train:
             model_dir = os.path.join(args.workdir, f"run_{rows}")
-            flags = [f for f in args.train_flags.split(",") if f]
+            flags = shlex.split(args.train_flags)
             train = measured([sys.executable, "-m", "pipelines.train", f"--interactions={path}",
                               f"--model_dir={model_dir}", "--overwrite", "--verbose=2",
                               *flags])
@@ -132,6 +152,7 @@ def main():
             row.update(
                 train_peak_mib=train["peak_mib"], wall_s=train["seconds"],
                 examples_per_s=summary["examples_per_sec"],
+                optimizer=summary.get("optimizer"),
                 train_s=summary["train_seconds"],
                 epoch_s=summary["train_seconds"] / max(1, summary["validation"]["epochs_run"]),
                 r100=summary["metrics"].get("recall@100"),

@@ -45,7 +45,7 @@ SPLITS = ("random", "temporal", "leave_last", "item")
 WORLDS = ("default", "longtail")  # built-in synthetic worlds (no download)
 STRATEGIES = cluster.STRATEGIES
 SIMILARITIES = ("cosine", "dot")
-OPTIMIZERS = ("adam", "adagrad", "sgd")
+OPTIMIZERS = ("auto", "adam", "lazy_adam", "adagrad", "sgd")
 
 # Loss name -> (class in tfrecall.losses, the views it trains on, its log Q). Log Q is
 # subtracted from the logits where the loss's definition asks for it: "required" (NCE and
@@ -146,7 +146,10 @@ class RecipeConfig:
         True, "After early stopping, train a fresh model on the whole training split for the "
         "best epoch count (--norefit keeps the early-stopped model).")
     learning_rate: float = option(0.01, "Optimizer learning rate.")
-    optimizer: str = option("adam", "Optimizer.", choices=OPTIMIZERS)
+    optimizer: str = option(
+        "auto", "Optimizer. auto: Adam, or LazyAdam (only the rows a batch touched move) "
+        "where the embedding tables exceed 4x the id rows one step can touch (large logs).",
+        choices=OPTIMIZERS)
     similarity: str = option("cosine", "Score of a user/item pair.", choices=SIMILARITIES)
     temperature: float = option(0.05, "Logits are similarity / temperature (> 0).")
     # ---- towers and features

@@ -50,6 +50,7 @@ class RunResult:
     epochs_run: int = 0
     # With --channels beyond two_tower: each channel and the merge (`ChannelRun`).
     channels: Optional[ChannelRun] = None
+    optimizer: str = ""  # the final stage's optimizer ("auto" resolved)
 
     def summary_json(self) -> dict:
         return {
@@ -59,6 +60,7 @@ class RunResult:
                 b: {k: round(v, 5) for k, v in m.items()} for b, m in self.baselines.items()
             },
             "examples_per_sec": round(self.examples_per_sec, 1),
+            "optimizer": self.optimizer,
             "train_examples": self.train_examples,
             "train_seconds": round(self.train_seconds, 2),
             "wall_seconds": round(self.wall_seconds, 2),
@@ -193,6 +195,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         best_epoch=search.best_epoch,
         epochs_run=sum(len(s.history.epoch) for s in stages),
         channels=channels,
+        optimizer=final.optimizer,
     )
 
 

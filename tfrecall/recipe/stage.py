@@ -21,8 +21,10 @@ from tfrecall._backend import keras, tf
 from tfrecall.config import FeatureSpec
 from tfrecall.evaluation.harness import make_eval_set
 from tfrecall.evaluation.validation import ValidationRecall
+from tfrecall.features.text import TextEmbedding
 from tfrecall.io.schema import RecallData
 from tfrecall.models import TwoTowerModel
+from tfrecall.models.optimizers import LazyAdam
 from tfrecall.models.warm_start import warm_start
 from tfrecall.recipe.config import LOSSES, RecipeConfig, run_fingerprint, run_sampling
 from tfrecall.recipe.prepare import (
@@ -36,8 +38,10 @@ from tfrecall.sampling.dataset import TrainingSamples
 from tfrecall.sampling.features import FeatureStore
 from tfrecall.sampling.history import drop_candidates_from_history
 
-_OPTIMIZERS = {"adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad,
-              "sgd": keras.optimizers.SGD}
+# Over this many times the id rows one step can touch, "auto" takes LazyAdam.
+LAZY_ADAM_ROW_RATIO = 4
+_OPTIMIZERS = {"adam": keras.optimizers.Adam, "lazy_adam": LazyAdam,
+               "adagrad": keras.optimizers.Adagrad, "sgd": keras.optimizers.SGD}
 
 
 def build_model(
@@ -70,9 +74,44 @@ def compiled_model(config: RecipeConfig, data: RecallData, train: RecallData,
     item_specs, item_adapt = item_adapt_table(item_specs, item_table, train,
                                               log=lambda *_: None)
     model = build_model(user_specs, item_specs, user_table, item_adapt, config)
-    model.compile(optimizer=_OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
+    optimizer = choose_optimizer(config, model, log=lambda *_: None)
+    model.compile(optimizer=_OPTIMIZERS[optimizer](learning_rate=config.learning_rate),
                   loss=make_loss(config.loss, config.jit_compile))
     return model
+
+
+def embedding_rows(model: keras.Model) -> int:
+    """Rows of the model's embedding tables (ids, categories, buckets, text hashes), built
+    or not (an adapted model knows its vocabularies)."""
+    rows = 0
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.Embedding):
+            rows += int(layer.input_dim)
+        elif isinstance(layer, TextEmbedding):
+            rows += 2 * layer.hash_buckets + 1
+    return rows
+
+
+def choose_optimizer(config: RecipeConfig, model: keras.Model, log=print) -> str:
+    """The optimizer's name; "auto" takes lazy row updates where the tables are large.
+
+    Adam moves every row of a table at every step; `LazyAdam` only the rows the batch
+    touched. A step touches at most ``batch_size * (1 + history_items)`` id rows (each
+    row's positive and history); with tables over LAZY_ADAM_ROW_RATIO times that, Adam's
+    whole-table passes are the step's largest cost (a 25M-row log's 59k-item table:
+    about 40% of a batch-128 step, BENCHMARKS.md "Lazy Adam"), and below it they are
+    cheap, so small logs keep Adam (their results unchanged; lazy updates measured equal
+    within seed noise on the development logs).
+    """
+    if config.optimizer != "auto":
+        return config.optimizer
+    rows = embedding_rows(model)
+    touched = config.batch_size * (1 + config.history_items)
+    name = "lazy_adam" if rows > LAZY_ADAM_ROW_RATIO * touched else "adam"
+    log(f"optimizer: {name} (auto: {rows:,} embedding rows, "
+        f"{'over' if name == 'lazy_adam' else 'within'} {LAZY_ADAM_ROW_RATIO} x the "
+        f"{touched:,} id rows a step can touch)")
+    return name
 
 
 def make_loss(name: str, jit_compile: bool = False):
@@ -104,6 +143,7 @@ class Trained:
     examples: int
     curve: list
     best_epoch: Optional[int]
+    optimizer: str = ""  # the name trained with ("auto" resolved)
 
 
 def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
@@ -119,7 +159,11 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
     # Vocabularies come from the training side only, so held-out ids behave like the
     # unseen ids of production (OOV), and the catalogue's item features are all known.
     fit_users = set(fit.interactions["user_id"].tolist())
-    user_adapt = {k: v[np.isin(prep.user_ids, list(fit_users))] for k, v in user_table.items()}
+    # One set lookup per user: numpy 2's isin compares object arrays pair by pair (hours
+    # for a 25M-row log's 160k users).
+    in_fit = np.fromiter((u in fit_users for u in prep.user_ids.tolist()), bool,
+                         count=len(prep.user_ids))
+    user_adapt = {k: v[in_fit] for k, v in user_table.items()}
     parameter_server = config.strategy == "parameter_server"
     in_batch = config.sampling.view == "in_batch"
     # The item id's vocabulary counts training positives (min_count), in a warm start too.
@@ -169,7 +213,8 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
 
         fit_input = keras.utils.experimental.DatasetCreator(dataset_fn)
     with strategy.scope():
-        model.compile(optimizer=_OPTIMIZERS[config.optimizer](learning_rate=config.learning_rate),
+        optimizer = choose_optimizer(config, model, log)
+        model.compile(optimizer=_OPTIMIZERS[optimizer](learning_rate=config.learning_rate),
                       loss=loss)
         # Build the variables before fit, so BackupAndRestore can restore into them.
         model(next(iter(dataset.take(1)))[0])
@@ -235,4 +280,4 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
         log(f"validation recall@{validator.k} by epoch: "
             + " ".join(f"{v:.4f}" for v in curve) + f"; best epoch {best_epoch}")
     return Trained(model, history, seconds, samples.info.rows_per_epoch * len(history.epoch),
-                   curve, best_epoch)
+                   curve, best_epoch, optimizer)
