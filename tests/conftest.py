@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -34,10 +35,21 @@ def subprocess_env() -> dict:
     return env
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def start_until(cmd, env, marker: Path, timeout: float = 300, **popen) -> subprocess.Popen:
-    """Starts `cmd` in the repository root; returns it, still running, once `marker` exists."""
+    """Starts `cmd` in the repository root; returns it, still running, once `marker` exists.
+
+    The child starts with SIGINT's default disposition and unblocked, as a shell's
+    foreground job does: a child inherits an ignored (or blocked) SIGINT from the test
+    worker, and Python then installs no KeyboardInterrupt handler; on some test orders
+    of the full suite the Ctrl-C test's run finished normally (status 0).
+    """
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **popen)
+                            stderr=subprocess.PIPE, preexec_fn=_default_sigint, **popen)
     deadline = time.time() + timeout
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

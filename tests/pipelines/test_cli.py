@@ -96,7 +96,8 @@ def test_ctrl_c_then_other_flags_then_the_same_command(tmp_path, subprocess_env)
                        text=True)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == _cli.EXIT_INTERRUPTED, stderr[-3000:]
+    worker = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    assert proc.returncode == _cli.EXIT_INTERRUPTED, (worker, stderr[-3000:])
     assert "Traceback" not in stderr
     (line,) = [ln for ln in stderr.splitlines() if ln.strip()]
     assert line.startswith("interrupted: the same command resumes from the last finished "

@@ -98,10 +98,11 @@ def choose_optimizer(config: RecipeConfig, model: keras.Model, log=print) -> str
     Adam moves every row of a table at every step; `LazyAdam` only the rows the batch
     touched. A step touches at most ``batch_size * (1 + history_items)`` id rows (each
     row's positive and history); with tables over LAZY_ADAM_ROW_RATIO times that, Adam's
-    whole-table passes are the step's largest cost (a 25M-row log's 59k-item table:
+    whole-table passes are a large share of the step (a 25M-row log's 59k-item table:
     about 40% of a batch-128 step, BENCHMARKS.md "Lazy Adam"), and below it they are
     cheap, so small logs keep Adam (their results unchanged; lazy updates measured equal
-    within seed noise on the development logs).
+    within seed noise on the development logs). The ratio 4 is not tuned: it only has
+    to separate those two regimes, and every development log is far below it.
     """
     if config.optimizer != "auto":
         return config.optimizer
