@@ -69,6 +69,7 @@ def main():
             config = RecipeConfig.from_flat(**{
                 **log_config(name, seed), "seed": seed, "export": False, "verbose": 0,
                 "model_dir": os.path.join(args.model_root, f"{name}-{seed}"),
+                "overwrite": True,  # each row replaces the last row's scratch run
                 "baselines": tuple(b for b in args.baselines.split(",") if b),
                 **overrides})
             start = time.time()
