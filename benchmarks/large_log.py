@@ -36,11 +36,16 @@ TASTES = 40
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def scaled_shape(rows: int):
+    """Users and items of a log of `rows` rows: ml-25m's, scaled linearly."""
+    return (max(100, round(rows * ML25M_USERS / ML25M_ROWS)),
+            max(200, round(rows * ML25M_ITEMS / ML25M_ROWS)))
+
+
 def generate(path: str, rows: int, seed: int = 0, chunk_users: int = 20_000) -> dict:
     """Writes the log (written user by user in chunks: memory stays small at 25M rows)."""
     rng = np.random.default_rng(seed)
-    users = max(100, round(rows * ML25M_USERS / ML25M_ROWS))
-    items = max(200, round(rows * ML25M_ITEMS / ML25M_ROWS))
+    users, items = scaled_shape(rows)
     # Items per user: a power law (ml-25m: median 71, mean 154, min 20), scaled to `rows`.
     activity = 20 + rng.pareto(1.3, users) * 60
     activity = np.maximum(1, np.round(activity * rows / activity.sum())).astype(np.int64)
@@ -84,9 +89,8 @@ def existing(path: str, rows: int) -> dict:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
             lines += block.count(b"\n")
-    return {"rows": lines - 1, "users": max(100, round(rows * ML25M_USERS / ML25M_ROWS)),
-            "items": max(200, round(rows * ML25M_ITEMS / ML25M_ROWS)),
-            "bytes": os.path.getsize(path)}
+    users, items = scaled_shape(rows)
+    return {"rows": lines - 1, "users": users, "items": items, "bytes": os.path.getsize(path)}
 
 
 def measured(args) -> dict:
