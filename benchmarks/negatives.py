@@ -29,6 +29,7 @@ from tfrecall.data import synthetic
 from tfrecall.evaluation.harness import evaluate_model, make_eval_set
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.embed import embed_items, embed_users
+from tfrecall.recipe.config import with_batch
 from tfrecall.sampling.config import SamplingConfig
 from tfrecall.sampling.dataset import TrainingSamples
 from tfrecall.sampling.features import FeatureStore
@@ -73,6 +74,8 @@ def main():
     ranker = synthetic.ranker_lists(world, top_n=500)
     data = world.data
     train, test = recipe.split_data(data, config)
+    # The batch size and learning rate a run of this log takes.
+    config = with_batch(config, int(train.interactions["positive"].sum()))
     catalogue, user_ids = data.item_catalogue(), data.user_ids()
     user_table = recipe.user_feature_table(data, train, user_ids, config)
     item_table = recipe.entity_table(data.items, catalogue, "item_id")

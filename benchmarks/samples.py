@@ -30,7 +30,7 @@ from tfrecall import recipe
 from tfrecall._backend import tf
 from tfrecall.data import synthetic
 from tfrecall.io.movielens import read_movielens
-from tfrecall.recipe.config import run_sampling
+from tfrecall.recipe.config import run_sampling, with_batch
 from tfrecall.sampling.config import SamplingConfig
 from tfrecall.sampling.dataset import TrainingSamples
 from tfrecall.sampling.features import FeatureStore
@@ -61,12 +61,14 @@ BUILDERS = [
 
 
 def _setup(data, config: recipe.RecipeConfig):
+    """The split, tables and stores, and `config` with the batch size a run would take."""
     train, _ = recipe.split_data(data, config)
+    config = with_batch(config, int(train.interactions["positive"].sum()))
     catalogue, user_ids = data.item_catalogue(), data.user_ids()
     user_table = recipe.user_feature_table(data, train, user_ids, config)
     stores = (FeatureStore(user_table, "user_id", user_ids),
               FeatureStore(data.items, "item_id", catalogue))
-    return train, catalogue, user_ids, user_table, stores
+    return config, train, catalogue, user_ids, user_table, stores
 
 
 def _time_epochs(dataset, epochs: int):
@@ -103,7 +105,7 @@ def train_rates(data, config: recipe.RecipeConfig, steps: int, repeats: int = 3)
     from tfrecall.sampling.history import drop_candidates_from_history
 
     keras.utils.set_random_seed(config.seed)
-    train, catalogue, user_ids, user_table, (users, items) = _setup(data, config)
+    config, train, catalogue, user_ids, user_table, (users, items) = _setup(data, config)
     model = recipe.compiled_model(config, data, train, catalogue, user_table)
     live = TrainingSamples(train, catalogue, users, items,
                            dataclasses.replace(run_sampling(config, len(catalogue)),
@@ -128,8 +130,7 @@ def train_rates(data, config: recipe.RecipeConfig, steps: int, repeats: int = 3)
 
 
 def bench(name: str, data, ranker, args) -> None:
-    config = recipe.RecipeConfig()
-    train, catalogue, _, _, (users, items) = _setup(data, config)
+    config, train, catalogue, _, _, (users, items) = _setup(data, recipe.RecipeConfig())
     print(f"\n### {name}: {train.num_interactions} training rows, "
           f"{int(train.interactions['positive'].sum())} positives, {len(catalogue)} items\n")
     print("| builder | build s | rows/epoch | samples/s (iterator per epoch) | batches/s | "
@@ -149,7 +150,7 @@ def bench(name: str, data, ranker, args) -> None:
         default = default or (fresh[1], repeated[1])
         print(f"| {label} | {built:.2f} | {rows} | {fresh[0]:,.0f} | {fresh[1]:,.1f} | "
               f"{repeated[0]:,.0f} | {repeated[1]:,.1f} |", flush=True)
-    steps, live, runs = train_rates(data, config, args.steps)
+    steps, live, runs = train_rates(data, recipe.RecipeConfig(), args.steps)
     print(f"\ndefault model training: {steps:.1f} steps/s on batches in memory "
           f"({steps * config.batch_size:,.0f} examples/s, batch {config.batch_size}); "
           f"{live:.1f} steps/s fed by the live pipeline in the same process (live / memory "

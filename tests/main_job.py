@@ -33,6 +33,9 @@ def check_main_job(out, run_dir, subprocess_env, cwd):
     # "auto" keeps Adam on a catalogue this small (its tables are far under 4x the rows
     # one step touches), and the run says so.
     assert summary["optimizer"] == "adam" and "optimizer: adam (auto:" in out.stdout
+    # The batch by log size keeps a small log at batch 128 and the learning rate as given.
+    assert (summary["batch_size"], summary["learning_rate"]) == (128, 0.01)
+    assert "batch size: 128, learning rate 0.01 (auto:" in out.stdout
     export = os.path.join(cwd, summary["export_path"])
     assert os.path.isfile(os.path.join(export, "saved_model.pb"))
     assert os.listdir(os.path.join(run_dir, "checkpoints"))

@@ -66,6 +66,42 @@ def test_log_q_follows_the_loss_definition(loss, view, log_q, want):
     assert run_sampling(config, 1000).log_q is want
 
 
+# ---------------------------------------------------------------- batch by log size
+
+
+@pytest.mark.parametrize("examples, want_batch, want_rate", [
+    (0, 128, 0.01),
+    (15_999_999, 128, 0.01),
+    # From 16M training positives on: batch 1024, the rate times sqrt(1024 / 128).
+    (16_000_000, 1024, 0.01 * 8 ** 0.5),
+    (10 ** 9, 1024, 0.01 * 8 ** 0.5),
+])
+def test_an_unset_batch_size_follows_the_log_size(examples, want_batch, want_rate):
+    batch, rate, reason = recipe.batch_for(RecipeConfig(), examples)
+    assert batch == want_batch and rate == pytest.approx(want_rate, rel=1e-12)
+    assert reason.startswith("auto:") and f"{examples:,}" in reason
+    # The rule scales whatever learning rate is given; the run logs what it chose.
+    lines = []
+    config = RecipeConfig(learning_rate=0.002)
+    resolved = recipe.with_batch(config, examples, lines.append)
+    assert resolved.batch_size == want_batch
+    assert resolved.learning_rate == pytest.approx(want_rate / 5, rel=1e-12)
+    assert lines == [f"batch size: {want_batch}, learning rate {resolved.learning_rate:.4g} "
+                     f"({recipe.batch_for(config, examples)[2]})"]
+
+
+def test_an_explicit_batch_size_is_kept_with_its_learning_rate():
+    config = RecipeConfig(batch_size=256, learning_rate=0.05)
+    assert recipe.batch_for(config, 10 ** 9) == (256, 0.05, "set")
+    lines = []
+    assert recipe.with_batch(config, 10 ** 9, lines.append) == config and lines == []
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        RecipeConfig(batch_size=0)
+    # A resolved config round-trips through the recipe.json a run writes.
+    resolved = recipe.with_batch(RecipeConfig(), 20_000_000)
+    assert RecipeConfig.from_dict(json.loads(json.dumps(resolved.to_dict()))) == resolved
+
+
 def test_bad_num_negatives_and_min_count_name_the_field():
     with pytest.raises(ValueError, match="num_negatives must be an integer >= 1, got 0"):
         RecipeConfig.from_flat(num_negatives=0)

@@ -390,6 +390,41 @@ def test_drop_remainder():
     assert ds.element_spec[1].shape.as_list() == [2, 1]
 
 
+def test_shards_split_each_epoch_into_disjoint_batches(small):
+    """Per-worker input pipelines: shard i of n yields batches i, i + n, ... of the same
+    epochs the unsharded dataset yields (same ids, labels and shared negatives), two
+    epochs running, and counts its own batches and rows."""
+    stores = _stores(small)
+    config = SamplingConfig(view="in_batch", negatives=("in_batch", "uniform"),
+                            num_negatives=16, seed=5)
+    catalogue = small.item_catalogue()
+    whole = TrainingSamples(small, catalogue, *stores, config, 50)
+    shards = [TrainingSamples(small, catalogue, *stores, config, 50, shard=(3, i))
+              for i in range(3)]
+    num_batches = whole.info.batches_per_epoch
+    assert num_batches >= 6 and whole.info.rows_per_epoch % 50  # a short last batch
+    for _ in range(2):  # each iteration is the next epoch, in every dataset alike
+        reference = list(whole.dataset)
+        got = [list(s.dataset) for s in shards]
+        for i, batches in enumerate(got):
+            assert len(batches) == len(range(i, num_batches, 3))
+            for (x, y), (rx, ry) in zip(batches, reference[i::3], strict=True):
+                for name in ("user", "items", "negatives"):
+                    for key, value in x[name].items():
+                        np.testing.assert_array_equal(value.numpy(), rx[name][key].numpy())
+                np.testing.assert_array_equal(x["log_q"].numpy(), rx["log_q"].numpy())
+                np.testing.assert_array_equal(y.numpy(), ry.numpy())
+    rows = [s.info.rows_per_epoch for s in shards]
+    assert sum(rows) == whole.info.rows_per_epoch
+    assert [s.info.batches_per_epoch for s in shards] == [
+        len(range(i, num_batches, 3)) for i in range(3)]
+    for bad in [(0, 0), (2, 2), (2, -1)]:
+        with pytest.raises(ValueError, match="shard must be"):
+            TrainingSamples(small, catalogue, *stores, config, 50, shard=bad)
+    with pytest.raises(ValueError, match="without a batch"):
+        TrainingSamples(small, catalogue, *stores, config, 10 ** 6, shard=(2, 1))
+
+
 def test_bad_inputs_raise():
     data = _toy()
     stores = _stores(data)

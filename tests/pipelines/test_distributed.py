@@ -63,7 +63,12 @@ def test_two_workers_match_a_single_worker_run(tmp_path, subprocess_env):
     assert worker["export_path"] is None
     assert sorted(os.listdir(tmp_path / "multi" / "export")) == ["1"]
     assert (tmp_path / "multi" / "checkpoints" / "final" / "ckpt-002.index").exists()
-    # Same global batch, same seeds: the two-worker model matches the single-worker one.
-    for key in ("recall@10", "recall@100"):
-        assert chief["metrics"][key] == pytest.approx(ref["metrics"][key], abs=0.02), key
+    # Same global batch: the two-worker model trains as well as the single-worker one.
+    # Each worker builds its own shard of every epoch (other negatives than one process
+    # draws), so the match is statistical: 20 steps leave a wide seed spread (single
+    # worker, seeds 0-3: recall@10 0.317-0.391, recall@100 0.839-0.890), hence these
+    # tolerances; an untrained or half-fed model lands far outside them.
+    for key, tolerance in (("recall@10", 0.05), ("recall@100", 0.03)):
+        assert chief["metrics"][key] == pytest.approx(ref["metrics"][key], abs=tolerance), key
+    assert chief["metrics"]["recall@100"] > ref["baselines"]["popularity"]["recall@100"] + 0.1
     assert chief["metrics"] == worker["metrics"]

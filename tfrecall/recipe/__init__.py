@@ -25,9 +25,11 @@ from tfrecall.recipe.config import (
     STRATEGIES,
     WORLDS,
     RecipeConfig,
+    batch_for,
     needs_ranker,
     run_fingerprint,
     run_settings,
+    with_batch,
 )
 from tfrecall.recipe.evaluate import EvalResult, evaluate_trained, load_recipe_config
 from tfrecall.recipe.job import RunResult, check_run_dirs, run
@@ -47,10 +49,9 @@ __all__ = [
     "CATALOGUE_FILE", "DEFAULT_IN_BATCH_NEGATIVES", "DEFAULT_NEGATIVES_PER_POSITIVE",
     "DEFAULT_SHARED_NEGATIVES", "EvalResult", "LOSSES", "OPTIMIZERS", "OUTPUT_SETTINGS",
     "RECIPE_FILE", "RecipeConfig", "RunResult", "SIMILARITIES", "SPLITS", "STRATEGIES",
-    "VIEWS", "WORLDS", "build_model", "build_specs", "check_run_dirs", "compiled_model",
-    "entity_table",
-    "evaluate_trained", "item_adapt_table", "load_model", "load_recall_data",
-    "load_recipe_config", "make_loss", "needs_ranker", "previous_catalogue", "run",
-    "run_fingerprint", "run_settings", "save_model", "split_data", "synthetic_world",
-    "user_feature_table",
+    "VIEWS", "WORLDS", "batch_for", "build_model", "build_specs", "check_run_dirs",
+    "compiled_model", "entity_table", "evaluate_trained", "item_adapt_table", "load_model",
+    "load_recall_data", "load_recipe_config", "make_loss", "needs_ranker",
+    "previous_catalogue", "run", "run_fingerprint", "run_settings", "save_model",
+    "split_data", "synthetic_world", "user_feature_table", "with_batch",
 ]

@@ -46,6 +46,10 @@ WORLDS = ("default", "longtail")  # built-in synthetic worlds (no download)
 STRATEGIES = cluster.STRATEGIES
 SIMILARITIES = ("cosine", "dot")
 OPTIMIZERS = ("auto", "adam", "lazy_adam", "adagrad", "sgd")
+# The batch size by log size (`batch_for`). BENCHMARKS.md, "Batch size by log size": on the
+# ml-25m-shaped logs, batch 1024 (learning rate x sqrt(8)) against 128 cost R@100 0.028 at
+# 0.8M training positives, 0.013 at 4M and 0.004 at 20M, for 1.3-1.8x the examples/s.
+SMALL_BATCH, LARGE_BATCH, LARGE_BATCH_EXAMPLES = 128, 1024, 16_000_000
 
 # Loss name -> (class in tfrecall.losses, the views it trains on, its log Q). Log Q is
 # subtracted from the logits where the loss's definition asks for it: "required" (NCE and
@@ -131,8 +135,12 @@ class RecipeConfig:
     # ---- training
     # Small batches: on the sparse logs recall trains on (a handful of positives per user)
     # the gradient noise of batch 128 regularizes the id embeddings (BENCHMARKS.md,
-    # "Default recipe").
-    batch_size: int = option(128, "Training batch size (lists per batch).")
+    # "Default recipe"). Large logs take a large batch (`batch_for`).
+    batch_size: Optional[int] = option(
+        None, f"Training batch size (lists per batch). Default: by log size, {SMALL_BATCH}, "
+        f"or {LARGE_BATCH} from {LARGE_BATCH_EXAMPLES:,} training positives on, where "
+        f"--learning_rate is then multiplied by sqrt({LARGE_BATCH} / {SMALL_BATCH}).",
+        type=int)
     epochs: int = option(
         30, "Training epochs: the ceiling when --validation_fraction > 0 (early stopping), "
         "else exactly this many.")
@@ -145,7 +153,9 @@ class RecipeConfig:
     refit: bool = option(
         True, "After early stopping, train a fresh model on the whole training split for the "
         "best epoch count (--norefit keeps the early-stopped model).")
-    learning_rate: float = option(0.01, "Optimizer learning rate.")
+    learning_rate: float = option(
+        0.01, "Optimizer learning rate (at the default batch size: the rate of batch "
+        f"{SMALL_BATCH}, scaled with the batch size that --batch_size unset picks).")
     optimizer: str = option(
         "auto", "Optimizer. auto: Adam, or LazyAdam (only the rows a batch touched move) "
         "where the embedding tables exceed 4x the id rows one step can touch (large logs).",
@@ -275,7 +285,9 @@ class RecipeConfig:
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in [0, 1), got "
                              f"{self.validation_fraction}")
-        for name in ("batch_size", "epochs", "export_k", "id_embedding_dim",
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("epochs", "export_k", "id_embedding_dim",
                      "ps_min_shard_bytes", "item_id_min_count", "patience", "leave_last_n"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -414,6 +426,36 @@ def uses_log_q(config: RecipeConfig) -> bool:
     (`LOSSES`), and for the softmax as ``sampling.log_q`` says."""
     policy = LOSSES[config.loss][2]
     return policy == "required" or (policy == "optional" and config.sampling.log_q)
+
+
+def batch_for(config: RecipeConfig, examples: int) -> Tuple[int, float, str]:
+    """``(batch size, learning rate, reason)`` of a run over `examples` training positives.
+
+    An explicit ``batch_size`` is kept with ``learning_rate`` as given. Unset, the batch
+    is SMALL_BATCH, whose gradient noise regularizes the id rows of the sparse logs recall
+    trains on, until a log is large enough (LARGE_BATCH_EXAMPLES) that a large batch costs
+    little recall (a large batch has fewer, less noisy steps per epoch; the cost shrank
+    from 0.028 R@100 at 0.8M positives to 0.004 at 20M, BENCHMARKS.md) and gains the
+    throughput a log that size needs; the learning rate then grows by sqrt(batch ratio)
+    (the square-root rule for Adam; measured better than keeping it at 1M positives).
+    """
+    if config.batch_size is not None:
+        return config.batch_size, config.learning_rate, "set"
+    if examples < LARGE_BATCH_EXAMPLES:
+        return SMALL_BATCH, config.learning_rate, (
+            f"auto: {examples:,} training positives < {LARGE_BATCH_EXAMPLES:,}")
+    rate = config.learning_rate * (LARGE_BATCH / SMALL_BATCH) ** 0.5
+    return LARGE_BATCH, rate, (
+        f"auto: {examples:,} training positives >= {LARGE_BATCH_EXAMPLES:,}; learning rate "
+        f"{config.learning_rate:g} x sqrt({LARGE_BATCH} / {SMALL_BATCH})")
+
+
+def with_batch(config: RecipeConfig, examples: int, log=None) -> RecipeConfig:
+    """`config` with its batch size and learning rate resolved by `batch_for` (logged)."""
+    batch, rate, reason = batch_for(config, examples)
+    if log is not None and reason != "set":
+        log(f"batch size: {batch}, learning rate {rate:.4g} ({reason})")
+    return dataclasses.replace(config, batch_size=batch, learning_rate=rate)
 
 
 def run_sampling(config: RecipeConfig, catalogue_size: int) -> SamplingConfig:

@@ -11,6 +11,8 @@ import tempfile
 import time
 from typing import Dict, Optional, Sequence
 
+import numpy as np
+
 from tfrecall import cluster, rundir
 from tfrecall._backend import keras
 from tfrecall.data import splits, synthetic
@@ -24,7 +26,7 @@ from tfrecall.models.persistence import (
     save_model,
 )
 from tfrecall.recipe.channels import ChannelRun, channel_factory, run_channels
-from tfrecall.recipe.config import OUTPUT_SETTINGS, RecipeConfig, needs_ranker
+from tfrecall.recipe.config import OUTPUT_SETTINGS, RecipeConfig, needs_ranker, with_batch
 from tfrecall.recipe.prepare import build_specs, prepare, protocol_note
 from tfrecall.recipe.stage import Context, train_stage
 from tfrecall.recipe.teacher import EaseTeacher
@@ -51,6 +53,8 @@ class RunResult:
     # With --channels beyond two_tower: each channel and the merge (`ChannelRun`).
     channels: Optional[ChannelRun] = None
     optimizer: str = ""  # the final stage's optimizer ("auto" resolved)
+    batch_size: int = 0  # the batch size and learning rate trained with (by log size when unset)
+    learning_rate: float = 0.0
 
     def summary_json(self) -> dict:
         return {
@@ -61,6 +65,8 @@ class RunResult:
             },
             "examples_per_sec": round(self.examples_per_sec, 1),
             "optimizer": self.optimizer,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
             "train_examples": self.train_examples,
             "train_seconds": round(self.train_seconds, 2),
             "wall_seconds": round(self.wall_seconds, 2),
@@ -107,6 +113,11 @@ def run(config: RecipeConfig, log=print) -> RunResult:
                 f"runs all {config.epochs} epochs without early stopping")
             validation = None
     user_specs, item_specs = build_specs(data, config)
+    # The batch size by the log's size (the whole training split's, so both stages agree).
+    # recipe.json records the settings as given (a rerun of the same command compares
+    # like with like); the summary and the export record what was resolved.
+    requested = config
+    config = with_batch(config, int(np.count_nonzero(train.interactions["positive"])), log)
     log(f"data: {data.name}: {data.num_interactions} interactions, {len(prep.user_ids)} users, "
         f"{len(prep.catalogue)} items; train {train.num_interactions} rows, test "
         f"{prep.test.num_interactions} rows (exposures included; the metrics count the "
@@ -149,13 +160,13 @@ def run(config: RecipeConfig, log=print) -> RunResult:
             final = train_stage(ctx, train, None, search.best_epoch, "final")
     model = final.model
     if chief:
-        save_model(model, config.model_dir, config.to_dict(),
+        save_model(model, config.model_dir, requested.to_dict(),
                    prep.export_item_table["item_id"])
     else:
         # Every worker must take part in saving (variables may need collectives); only the
         # chief's copy is kept (the Keras multi-worker convention).
         with tempfile.TemporaryDirectory() as tmp:
-            save_model(model, tmp, config.to_dict(), prep.export_item_table["item_id"])
+            save_model(model, tmp, requested.to_dict(), prep.export_item_table["item_id"])
 
     # Evaluation on the held-out split, full catalogue, training positives excluded; the
     # users' history is their whole training split, as serving would feed it.
@@ -173,7 +184,10 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         export_path = export_saved_model(
             model, prep.export_item_table, export_dir, k=config.export_k, index=config.index,
             tuning_queries=prep.user_table, log=log,
-            metadata={"recipe": config.to_dict(), "metrics": metrics,
+            metadata={"recipe": requested.to_dict(), "metrics": metrics,
+                      "trained_with": {"batch_size": config.batch_size,
+                                       "learning_rate": config.learning_rate,
+                                       "optimizer": final.optimizer},
                       **({} if channels is None else {"channels": channels.summary_json()})},
             module_factory=None if channels is None else channel_factory(channels),
         )
@@ -196,6 +210,8 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         epochs_run=sum(len(s.history.epoch) for s in stages),
         channels=channels,
         optimizer=final.optimizer,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
     )
 
 

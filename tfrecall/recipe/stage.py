@@ -26,7 +26,13 @@ from tfrecall.io.schema import RecallData
 from tfrecall.models import TwoTowerModel
 from tfrecall.models.optimizers import LazyAdam
 from tfrecall.models.warm_start import warm_start
-from tfrecall.recipe.config import LOSSES, RecipeConfig, run_fingerprint, run_sampling
+from tfrecall.recipe.config import (
+    LOSSES,
+    RecipeConfig,
+    run_fingerprint,
+    run_sampling,
+    with_batch,
+)
 from tfrecall.recipe.prepare import (
     Prepared,
     build_specs,
@@ -34,6 +40,7 @@ from tfrecall.recipe.prepare import (
     item_adapt_table,
     user_feature_table,
 )
+from tfrecall.sampling.config import EASY_SOURCES
 from tfrecall.sampling.dataset import TrainingSamples
 from tfrecall.sampling.features import FeatureStore
 from tfrecall.sampling.history import drop_candidates_from_history
@@ -68,7 +75,10 @@ def build_model(
 def compiled_model(config: RecipeConfig, data: RecallData, train: RecallData,
                    catalogue, user_table: dict) -> TwoTowerModel:
     """The recipe's model for these tables, adapted and compiled (its optimizer and loss),
-    outside a run: for benchmarks and notebooks that drive `fit` themselves."""
+    outside a run: for benchmarks and notebooks that drive `fit` themselves. An unset
+    batch size is resolved by `train`'s size, as a run does (`config.batch_for`); the
+    model's learning rate is the resolved one."""
+    config = with_batch(config, int(np.count_nonzero(train.interactions["positive"])))
     item_table = entity_table(data.items, catalogue, "item_id")
     user_specs, item_specs = build_specs(data, config)
     item_specs, item_adapt = item_adapt_table(item_specs, item_table, train,
@@ -156,6 +166,9 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
     checkpoint and TensorBoard folders under model_dir ("search", "final").
     """
     config, log, strategy, prep = ctx.config, ctx.log, ctx.strategy, ctx.prepared
+    if config.batch_size is None:
+        raise ValueError("train_stage needs a resolved batch size: build the Context from "
+                         "recipe.config.with_batch(config, training positives)")
     user_table = user_feature_table(prep.data, fit, prep.user_ids, config)
     # Vocabularies come from the training side only, so held-out ids behave like the
     # unseen ids of production (OOV), and the catalogue's item features are all known.
@@ -189,9 +202,9 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
     sample_data = fit if ctx.teacher is None else ctx.teacher.augment(
         fit, prep.user_ids, prep.catalogue, log)
 
-    def training_dataset(sampling):
+    def training_dataset(sampling, batch_size=config.batch_size, shard=(1, 0)):
         samples = TrainingSamples(sample_data, prep.catalogue, user_store, item_store,
-                                  sampling, config.batch_size, ranker_lists=ctx.ranker)
+                                  sampling, batch_size, ranker_lists=ctx.ranker, shard=shard)
         dataset = samples.dataset
         if config.history_items:
             dataset = dataset.map(lambda x, y: (drop_candidates_from_history(x), y),
@@ -211,6 +224,30 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
         def dataset_fn(context: tf.distribute.InputContext):
             seed = sampling.seed + context.input_pipeline_id
             return training_dataset(dataclasses.replace(sampling, seed=seed))[1].repeat()
+
+        fit_input = keras.utils.experimental.DatasetCreator(dataset_fn)
+    elif strategy.num_replicas_in_sync > 1:
+        # Synchronous replicas (multi_worker, mirrored): one input pipeline per worker,
+        # through tf.distribute's own per-worker dataset functions, each building only
+        # its shard of every epoch's batches at the per-replica batch size. Feeding the
+        # global dataset instead lets tf.distribute auto-shard it by data, where every
+        # worker builds every global batch and keeps its slice: N times the input work.
+        replicas = strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(f"batch_size {config.batch_size} is the global batch: it must "
+                             f"divide evenly over the {replicas} replicas in sync")
+
+        # The shared negatives of an in_batch batch are the global batch's too: each
+        # replica draws its share, as tf.distribute's split of a global batch gave it.
+        local = sampling
+        if sampling.view == "in_batch" and set(sampling.negatives) & set(EASY_SOURCES):
+            local = dataclasses.replace(
+                sampling, num_negatives=max(1, sampling.num_negatives // replicas))
+
+        def dataset_fn(context: tf.distribute.InputContext):
+            shard = (context.num_input_pipelines, context.input_pipeline_id)
+            per_replica = context.get_per_replica_batch_size(config.batch_size)
+            return training_dataset(local, per_replica, shard)[1].repeat()
 
         fit_input = keras.utils.experimental.DatasetCreator(dataset_fn)
     with strategy.scope():
