@@ -421,7 +421,7 @@ def test_shards_split_each_epoch_into_disjoint_batches(small):
     for bad in [(0, 0), (2, 2), (2, -1)]:
         with pytest.raises(ValueError, match="shard must be"):
             TrainingSamples(small, catalogue, *stores, config, 50, shard=bad)
-    with pytest.raises(ValueError, match="without a batch"):
+    with pytest.raises(ValueError, match=r"shard \(2, 1\): no batch of 1; lower the batch size"):
         TrainingSamples(small, catalogue, *stores, config, 10 ** 6, shard=(2, 1))
 
 

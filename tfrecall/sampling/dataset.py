@@ -103,12 +103,9 @@ class TrainingSamples:
         ``ranker_score`` and hard negatives use exposures (counted fallbacks).
       hard_negatives: optional `negatives.NegativePool` overriding the hard source
         (e.g. `negatives.mine_hard_negatives` from the current model).
-      shard: ``(num_shards, index)``: this dataset yields the batches ``index,
-        index + num_shards, ...`` of each epoch, the others leave them to the other
-        shards (every shard with the same `config` and `batch_size` sees the same
-        permutation, so the shards' batches are disjoint and together one epoch): one
-        input pipeline per worker (`tf.distribute.InputContext`), each building only
-        its own batches. `info` then counts this shard's batches and rows.
+      shard: ``(num_shards, index)``: only batches ``index, index + num_shards, ...``
+        of each epoch (one permutation for all shards: disjoint, together one epoch),
+        one pipeline per worker; `info` counts this shard's batches and rows.
 
     Attributes:
       dataset: ``tf.data.Dataset`` of ``(x, y)``; each iteration is one epoch.
@@ -133,10 +130,9 @@ class TrainingSamples:
         hard_negatives: Optional[neg.NegativePool] = None,
         shard: Tuple[int, int] = (1, 0),
     ):
-        num_shards, shard_index = (int(v) for v in shard)
+        num_shards, shard_index = shard = tuple(int(v) for v in shard)
         if num_shards < 1 or not 0 <= shard_index < num_shards:
-            raise ValueError(f"shard must be (num_shards >= 1, 0 <= index < num_shards), got "
-                             f"{tuple(shard)!r}")
+            raise ValueError(f"shard must be (num_shards >= 1, 0 <= index < num_shards): {shard}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
                 batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -164,19 +160,15 @@ class TrainingSamples:
                  "pairwise": self._pairwise, "listwise": self._listwise,
                  "distill": self._distill}[config.view]
         num_rows, make_batch, post = build()
-        self.dataset = _epochs(num_rows, self.batch_size, config, make_batch, post,
-                               (num_shards, shard_index))
+        self.dataset = _epochs(num_rows, self.batch_size, config, make_batch, post, shard)
         batches = num_rows // self.batch_size if config.drop_remainder else \
             -(-num_rows // self.batch_size)
         if num_shards > 1:
             own = np.arange(shard_index, batches, num_shards)
             if not len(own):
-                raise ValueError(f"{batches} batch(es) per epoch leave shard {shard_index} of "
-                                 f"{num_shards} without a batch; use a smaller batch_size")
+                raise ValueError(f"shard {shard}: no batch of {batches}; lower the batch size")
             num_rows = int(np.minimum(self.batch_size, num_rows - own * self.batch_size).sum())
             batches = len(own)
-            self._notes.append(f"shard {shard_index} of {num_shards}: batches {shard_index}, "
-                               f"{shard_index + num_shards}, ... of each epoch")
         self.info = SamplingInfo(config.view, config.negatives, num_rows, batches,
                                  self._counts, self._notes)
 
@@ -573,14 +565,13 @@ def _log(counts: tf.Tensor) -> tf.Tensor:
 
 
 def _epochs(num_rows: int, batch_size: int, config: SamplingConfig,
-            make_batch: Callable, post: Optional[Callable],
-            shard: Tuple[int, int] = (1, 0)) -> tf.data.Dataset:
+            make_batch: Callable, post: Optional[Callable], shard=(1, 0)) -> tf.data.Dataset:
     """Index pipeline: one epoch key per iteration -> permutation -> batches -> one map.
 
     ``Dataset.random(seed, rerandomize_each_iteration=True)`` gives each iteration
     (epoch) a new key, deterministically from the seed; the permutation and every
-    batch's negatives are stateless functions of ``(key, batch number)``. A shard keeps
-    its batch numbers before any batch is built (``Dataset.shard`` on the numbers).
+    batch's negatives are stateless functions of ``(key, batch number)``; a shard keeps
+    its batch numbers (``Dataset.shard``) before any batch is built.
     """
     if num_rows == 0:
         raise ValueError("no training example: the view found nothing to build samples from")
@@ -603,10 +594,7 @@ def _epochs(num_rows: int, batch_size: int, config: SamplingConfig,
                 rows = tf.ensure_shape(rows, [static_batch])
             return rows, tf.stack([key, b])
 
-        numbers = tf.data.Dataset.range(num_batches)
-        if shard[0] > 1:
-            numbers = numbers.shard(*shard)
-        return numbers.map(rows_of)
+        return tf.data.Dataset.range(num_batches).shard(*shard).map(rows_of)
 
     keys = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).take(1)
     ds = keys.flat_map(epoch).map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,
