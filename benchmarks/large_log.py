@@ -93,16 +93,19 @@ def existing(path: str, rows: int) -> dict:
     return {"rows": lines - 1, "users": users, "items": items, "bytes": os.path.getsize(path)}
 
 
+# A tiny parent that runs one command and waits on it alone, so its RUSAGE_CHILDREN peak
+# RSS is that command's (also used by multi_worker.py).
+WAITER = ("import os,resource,subprocess,sys,json,time;t=time.time();"
+          "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+          "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
+          "sys.stderr.write(p.stderr[-3000:]);"
+          "print(json.dumps({'rc':p.returncode,'out':p.stdout,'s':time.time()-t,"
+          "'mib':r.ru_maxrss/1024}))")
+
+
 def measured(args) -> dict:
-    """Runs a command through a tiny parent that waits on it alone, so the parent's
-    RUSAGE_CHILDREN peak RSS is that command's; returns stdout, wall seconds, peak MiB."""
-    waiter = ("import os,resource,subprocess,sys,json,time;t=time.time();"
-              "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-              "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
-              "sys.stderr.write(p.stderr[-3000:]);"
-              "print(json.dumps({'rc':p.returncode,'out':p.stdout,'s':time.time()-t,"
-              "'mib':r.ru_maxrss/1024}))")
-    proc = subprocess.run([sys.executable, "-c", waiter, *args], cwd=REPO,
+    """Runs a command through `WAITER`; returns stdout, wall seconds, peak MiB."""
+    proc = subprocess.run([sys.executable, "-c", WAITER, *args], cwd=REPO,
                           capture_output=True, text=True)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])

@@ -25,15 +25,7 @@ import socket
 import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# A parent that runs one command and reports its own children's peak RSS: the command's.
-WAITER = ("import json,resource,subprocess,sys,time;t=time.time();"
-          "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
-          "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
-          "sys.stderr.write(p.stderr[-4000:]);"
-          "print(json.dumps({'rc':p.returncode,'out':p.stdout,'s':time.time()-t,"
-          "'mib':r.ru_maxrss/1024}))")
+from large_log import REPO, WAITER  # benchmarks/ is on sys.path when run as a script
 
 
 def free_port() -> int:
