@@ -110,3 +110,26 @@ def test_scann_tuning_meets_its_bound_on_every_build():
         bound = per_query.mean() - 2.3263 * per_query.std() / np.sqrt(len(per_query))
         assert abs(bound - report.params["recall_lower_bound"]) < 1e-4
         assert bound >= 0.99 and report.target_met
+
+
+def test_scann_searches_enough_leaves_to_fill_every_row():
+    """Leaves of about 5 items and k = 10 at a low target: the tuned leaves_to_search
+    stays at or above the fewest leaves that hold 10 items wherever a query lands, so
+    no row comes back padded (CI once saw a row of 4 from a 4-item leaf)."""
+    from tfrecall._backend import tf
+    from tfrecall.serving.scann_index import build_scann
+
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((5, 8))
+    emb = centres[rng.integers(0, 5, 300)] + 0.15 * rng.standard_normal((300, 8))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    queries = rng.standard_normal((500, 8)).astype(np.float32)
+    for _ in range(3):
+        index, report = build_scann(emb, 10, exact_below=0, num_leaves=60, target_recall=0.3)
+        sizes = np.sort(np.bincount(index.state.datapoint_to_token.numpy().ravel(),
+                                    minlength=60))
+        need = report.params["min_leaves_to_search"]
+        assert sizes[: need - 1].sum() < 10 <= sizes[:need].sum()
+        assert report.params["leaves_to_search"] >= need
+        rows, _ = index.search(tf.constant(queries), 10)
+        assert (rows.numpy() >= 0).all()

@@ -37,3 +37,13 @@ def test_sample_queries_falls_back_to_items_and_samples():
     users = np.ones((3, 2), np.float32)
     q, source = tuning.sample_queries(users, emb, 4)
     assert source == "user_queries" and q.shape == (3, 2)
+
+
+def test_min_probes_covers_k_from_the_smallest_partitions_by_hand():
+    sizes = np.array([4, 1, 10, 3])  # ascending 1, 3, 4, 10: running sums 1, 4, 8, 18
+    assert tuning.min_probes(sizes, 1) == 1
+    assert tuning.min_probes(sizes, 4) == 2
+    assert tuning.min_probes(sizes, 5) == 3  # 1 + 3 < 5 <= 1 + 3 + 4
+    assert tuning.min_probes(sizes, 9) == 4
+    assert tuning.min_probes(sizes, 100) == 4  # k above the catalogue: every partition
+    assert tuning.min_probes(np.array([0, 0, 2]), 1) == 3  # empty leaves count as none

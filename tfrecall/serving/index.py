@@ -185,8 +185,7 @@ def build_partitioned(
     bound = np.array([tuning.lower_bound(m, sd, len(q), confidence)
                       for m, sd in zip(curve, spread, strict=True)])
     # The nprobe smallest partitions must hold k items, so K results always come back.
-    fill = np.sort((layout.members >= 0).sum(axis=1))
-    min_probe = int(np.searchsorted(np.cumsum(fill), min(k, n))) + 1
+    min_probe = tuning.min_probes((layout.members >= 0).sum(axis=1), k)
     reach = np.nonzero(bound >= target_recall - 1e-12)[0]
     nprobe = int(reach[0]) + 1 if len(reach) else layout.num_partitions
     nprobe = min(max(nprobe, min_probe), layout.num_partitions)

@@ -11,7 +11,9 @@ works, the smallest `leaves_to_search` whose recall@10 against exact search reac
 the target with a margin (its lower confidence bound over the tuning queries,
 `tuning.lower_bound`; a coarse ascending schedule, then bisection). They are passed
 to the search op at every call, so the exported SavedModel serves exactly what was
-measured.
+measured. `leaves_to_search` never drops below the fewest leaves that hold k items
+whichever a query lands in (`tuning.min_probes` over the tree's leaf sizes), as the
+partitioned index's `nprobe`: otherwise a query near a small leaf gets a padded row.
 
 Determinism: ScaNN's training is not deterministic, and no builder option makes it
 so: the same data and seed gave 40, 37 and 38 leaves searched over three 1M-item
@@ -166,6 +168,10 @@ def build_scann(
         .build()
     )
     index = ScannIndex(searcher.serialize_to_module(), n)
+    # ScaNN returns fewer than k rows when the searched leaves hold fewer items (a small
+    # leaf near the query): search at least enough leaves that any of them hold k.
+    sizes = np.bincount(index.state.datapoint_to_token.numpy().ravel(), minlength=leaves)
+    min_leaves = tuning.min_probes(sizes, k)
     tuning_start = time.time()
     curve = []
 
@@ -177,8 +183,8 @@ def build_scann(
 
     best = None
     for depth in (first_reorder, 2 * first_reorder, 4 * first_reorder):
-        lo, hi = 0, None  # bound(lo) < target <= bound(hi)
-        for s in tuning.schedule(leaves):
+        lo, hi = min_leaves - 1, None  # bound(lo) < target <= bound(hi)
+        for s in sorted({max(s, min_leaves) for s in tuning.schedule(leaves)}):
             r = measure(s, depth)
             if r[1] >= target_recall:
                 hi = (s, r)
@@ -199,6 +205,7 @@ def build_scann(
         break
     index.leaves_to_search, index.reorder, (recall, low) = best
     params = {"num_leaves": leaves, "leaves_to_search": index.leaves_to_search,
+              "min_leaves_to_search": min_leaves,
               "reorder": index.reorder, "ah_dims_per_block": 2,
               "anisotropic_quantization_threshold": 0.2,
               "recall_lower_bound": round(low, 5), "confidence": confidence, "seed": seed,

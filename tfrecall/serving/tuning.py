@@ -109,6 +109,18 @@ def schedule(total: int) -> List[int]:
     return sorted({max(1, min(total, int(math.ceil(total * f)))) for f in fractions})
 
 
+def min_probes(sizes: np.ndarray, k: int) -> int:
+    """Fewest partitions that hold at least k items whichever ones a query probes.
+
+    The smallest partitions first: probing this many of any partitions returns k items
+    (or the whole catalogue when it holds fewer), so an index never pads a result row
+    merely because the probed partitions were small.
+    """
+    fill = np.sort(np.asarray(sizes))
+    need = min(int(k), int(fill.sum()))
+    return min(int(np.searchsorted(np.cumsum(fill), need)) + 1, len(fill))
+
+
 def sample_queries(
     queries: Optional[np.ndarray],
     embeddings: np.ndarray,
