@@ -113,23 +113,28 @@ def test_scann_tuning_meets_its_bound_on_every_build():
 
 
 def test_scann_searches_enough_leaves_to_fill_every_row():
-    """Leaves of about 5 items and k = 10 at a low target: the tuned leaves_to_search
+    """Leaves of about 10 items and k = 10 at a low target: the tuned leaves_to_search
     stays at or above the fewest leaves that hold 10 items wherever a query lands, so
-    no row comes back padded (CI once saw a row of 4 from a 4-item leaf)."""
+    no row comes back padded (CI once saw a row of 4 from a 4-item leaf), and a search
+    with exclusions reads enough leaves for k plus the excluded."""
     from tfrecall._backend import tf
     from tfrecall.serving.scann_index import build_scann
 
     rng = np.random.default_rng(3)
-    centres = rng.standard_normal((5, 8))
-    emb = centres[rng.integers(0, 5, 300)] + 0.15 * rng.standard_normal((300, 8))
+    emb = rng.standard_normal((300, 8))
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
     queries = rng.standard_normal((500, 8)).astype(np.float32)
     for _ in range(3):
-        index, report = build_scann(emb, 10, exact_below=0, num_leaves=60, target_recall=0.3)
+        index, report = build_scann(emb, 10, exact_below=0, num_leaves=30, target_recall=0.3)
         sizes = np.sort(np.bincount(index.state.datapoint_to_token.numpy().ravel(),
-                                    minlength=60))
+                                    minlength=30))
         need = report.params["min_leaves_to_search"]
         assert sizes[: need - 1].sum() < 10 <= sizes[:need].sum()
         assert report.params["leaves_to_search"] >= need
         rows, _ = index.search(tf.constant(queries), 10)
         assert (rows.numpy() >= 0).all()
+        # Excluding 250 of the 300 items: a search for 10 + 250 reads leaves holding at
+        # least 260 items, so at most 40 unread and at least 10 of the 50 left are read.
+        exclude = np.tile(np.arange(250, dtype=np.int32), (len(queries), 1))
+        rows, _ = index.search(tf.constant(queries), 10, tf.constant(exclude))
+        assert (rows.numpy() >= 250).all()

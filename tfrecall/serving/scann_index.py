@@ -14,6 +14,8 @@ to the search op at every call, so the exported SavedModel serves exactly what w
 measured. `leaves_to_search` never drops below the fewest leaves that hold k items
 whichever a query lands in (`tuning.min_probes` over the tree's leaf sizes), as the
 partitioned index's `nprobe`: otherwise a query near a small leaf gets a padded row.
+At search time the floor rises with the exclusion list (k plus its width), so a user
+whose long history is excluded still gets k items.
 
 Determinism: ScaNN's training is not deterministic, and no builder option makes it
 so: the same data and seed gave 40, 37 and 38 leaves searched over three 1M-item
@@ -65,17 +67,24 @@ class ScannIndex(Index):
       num_items: catalogue size n.
       leaves_to_search: partitions searched per query (None: exact scorer).
       reorder: candidates re-scored exactly (None: exact scorer).
+      leaf_sizes: `(L,)` items per leaf of the tree (None: exact scorer). A search
+        for C results (k plus the width of the exclusion list) reads at least the
+        fewest leaves that hold C items wherever the query lands, so excluded items
+        never leave a row short merely because the searched leaves were small.
     """
 
     kind = "scann"
 
     def __init__(self, state, num_items: int, leaves_to_search: Optional[int] = None,
-                 reorder: Optional[int] = None):
+                 reorder: Optional[int] = None, leaf_sizes: Optional[np.ndarray] = None):
         super().__init__(name="scann_index")
         self.state = state
         self.num_items = int(num_items)
         self.leaves_to_search = leaves_to_search
         self.reorder = reorder
+        # Running sums of the leaf sizes, smallest first (`tuning.min_probes` in-graph).
+        self.leaf_fill = None if leaf_sizes is None else tf.constant(
+            np.cumsum(np.sort(np.asarray(leaf_sizes, np.int64))).astype(np.int32))
 
     def candidates(self, queries, num_results):
         scann_ops = import_scann_ops()
@@ -83,6 +92,9 @@ class ScannIndex(Index):
         c = tf.minimum(tf.cast(num_results, tf.int32), self.num_items)
         pre = -1 if self.reorder is None else tf.maximum(c, self.reorder)
         leaves = -1 if self.leaves_to_search is None else self.leaves_to_search
+        if self.leaves_to_search is not None and self.leaf_fill is not None:
+            need = tf.searchsorted(self.leaf_fill, tf.reshape(c, [1]))[0] + 1
+            leaves = tf.maximum(leaves, tf.minimum(need, tf.size(self.leaf_fill)))
 
         def search():
             rows, scores = searcher.search_batched(
@@ -167,11 +179,13 @@ def build_scann(
         .reorder(first_reorder)
         .build()
     )
-    index = ScannIndex(searcher.serialize_to_module(), n)
+    state = searcher.serialize_to_module()
     # ScaNN returns fewer than k rows when the searched leaves hold fewer items (a small
-    # leaf near the query): search at least enough leaves that any of them hold k.
-    sizes = np.bincount(index.state.datapoint_to_token.numpy().ravel(), minlength=leaves)
+    # leaf near the query): search at least enough leaves that any of them hold k (and
+    # at search time, k plus the exclusions: `ScannIndex.candidates`).
+    sizes = np.bincount(state.datapoint_to_token.numpy().ravel(), minlength=leaves)
     min_leaves = tuning.min_probes(sizes, k)
+    index = ScannIndex(state, n, leaf_sizes=sizes)
     tuning_start = time.time()
     curve = []
 
