@@ -2,6 +2,7 @@ r"""Large logs (issue 18): a MovieLens-25M-shaped synthetic log through the CLI.
 
     python benchmarks/large_log.py --rows=1000000,5000000 [--workdir=/tmp/large_log]
         [--train_flags="--epochs=1 --validation_fraction=0"] [--skip_train] [--reuse_logs]
+        [--phases=STEPS]
 
 For each size: writes a generic interactions CSV (``user_id,item_id,label,timestamp``)
 shaped like ml-25m (162,541 users and 59,047 items per 25M rows, scaled linearly with
@@ -15,6 +16,9 @@ in a fresh process so peak RSS is that phase's alone:
    one epoch, no validation search, export on), its JSON summary (examples/s, train
    seconds, R@100 of the model, popularity and ItemCF on the same split), wall seconds
    and peak RSS.
+
+With --phases=STEPS the train step is replaced by the same run in one process with its
+phases timed and their peak RSS measured one by one (fit cut to STEPS batches).
 
 Peak RSS is the child's ``ru_maxrss`` from ``wait4``. Generation is not timed. Figures
 are printed as one Markdown table; nothing is asserted (see BENCHMARKS.md).
@@ -120,6 +124,61 @@ READ = ("import sys,time;import tfrecall;from tfrecall.io.readers import load_da
         "print(len(d.interactions['user_id']), time.time()-t)")
 
 
+# --phases: the same run as the train step, in one process, its memory and time by phase.
+# Before each phase the process's peak RSS is reset (/proc/self/clear_refs 5, Linux), so
+# a phase's peak is its own; fit runs --phase_steps batches instead of whole epochs.
+PHASES = """
+import json, os, sys, time
+import tfrecall
+from absl import flags
+from pipelines._flags import config_from_flags, define_recipe_flags
+define_recipe_flags()
+flags.FLAGS(["phases", *sys.argv[2:]])
+steps = int(sys.argv[1])
+from tfrecall.evaluation import harness
+from tfrecall.models import TwoTowerModel
+from tfrecall.recipe import job, stage
+rows = []
+
+def status():
+    got = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return [int(got[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")]
+
+def track(owner, name, label=None):
+    fn = getattr(owner, name)
+    def wrapped(*a, **k):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        t = time.time()
+        out = fn(*a, **k)
+        rss, peak = status()
+        rows.append({"phase": label or name, "s": time.time() - t, "rss": rss, "peak": peak})
+        return out
+    setattr(owner, name, wrapped)
+
+def fit(self, *a, **k):
+    k["steps_per_epoch"] = min(steps, k.get("steps_per_epoch") or steps)
+    return TwoTowerModel_fit(self, *a, **k)
+TwoTowerModel_fit = TwoTowerModel.fit
+TwoTowerModel.fit = fit
+for owner, name in [(job, "prepare"), (stage, "build_model"), (stage, "TrainingSamples"),
+                    (TwoTowerModel, "fit"), (job, "save_model"), (job, "evaluate_model"),
+                    (harness, "evaluate_popularity"), (harness, "evaluate_itemcf"),
+                    (harness, "evaluate_ease"), (job, "export_saved_model")]:
+    track(owner, name)
+rows.append({"phase": "imports", "s": 0.0, "rss": status()[0], "peak": status()[1]})
+job.run(config_from_flags(verbose=0), log=lambda message: None)
+print(json.dumps(rows))
+"""
+
+
+def phases(path: str, model_dir: str, steps: int, flags) -> list:
+    """Runs `PHASES` on `path` in a fresh process; returns its rows."""
+    out = measured([sys.executable, "-c", PHASES, str(steps), f"--interactions={path}",
+                    f"--model_dir={model_dir}", "--overwrite", *flags])
+    return json.loads(out["stdout"].strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default="1000000")
@@ -128,6 +187,9 @@ def main():
                         help="extra flags of pipelines.train, split as a shell would")
     parser.add_argument("--skip_train", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--phases", type=int, default=0, metavar="STEPS",
+                        help="instead of the train step: the same run in one process, "
+                        "fit cut to STEPS batches, peak RSS and seconds by phase")
     parser.add_argument("--reuse_logs", action="store_true",
                         help="use a log already in --workdir (same --rows and --seed) "
                         "instead of writing it again")
@@ -148,7 +210,14 @@ def main():
                "read_peak_mib": read["peak_mib"]}
         print(f"read: {row['read_rows_per_s']:,.0f} rows/s, peak {read['peak_mib']:,.0f} MiB",
               flush=True)
-        if not args.skip_train:
+        if args.phases:
+            print(f"\n{rows:,} rows by phase (fit cut to {args.phases} batches)\n\n"
+                  "| phase | seconds | RSS after | peak RSS in the phase |\n|---|---|---|---|")
+            for p in phases(path, os.path.join(args.workdir, f"phases_{rows}"), args.phases,
+                            shlex.split(args.train_flags)):
+                print(f"| {p['phase']} | {p['s']:.1f} | {p['rss']:,.0f} MiB | "
+                      f"{p['peak']:,.0f} MiB |", flush=True)
+        elif not args.skip_train:
             model_dir = os.path.join(args.workdir, f"run_{rows}")
             flags = shlex.split(args.train_flags)
             train = measured([sys.executable, "-m", "pipelines.train", f"--interactions={path}",
