@@ -167,6 +167,26 @@ def test_partitioned_tuning_picks_the_smallest_nprobe_reaching_the_target():
     assert abs(report.params["recall_lower_bound"] - lower_bound_99(at)) < 1e-4
 
 
+def test_partitioned_search_past_the_probed_partitions_probes_them_all():
+    """Excluding each query's exact top nprobe x capacity items (more than its probed
+    partitions can hold): the search probes every partition and stays exact."""
+    emb = clustered(20000, 16, 200, seed=5, noise=0.25)
+    queries = clustered(40, 16, 200, seed=6, noise=0.3)
+    index, report = build_index("partitioned", emb, k=10, queries=queries, exact_below=0,
+                                target_recall=0.5)
+    assert report.mode == "ivf"
+    width = report.params["nprobe"] * report.params["capacity"]
+    assert width < 20000 // 4
+    exclude = numpy_top(queries, emb, width)[0].astype(np.int32)
+    rows, scores = index.search(tf.constant(queries), 10, tf.constant(exclude))
+    ref_rows, ref_scores = numpy_top(queries, emb, 10, exclude)
+    assert (rows.numpy() >= 0).all()
+    np.testing.assert_allclose(scores.numpy(), ref_scores, atol=1e-5)
+    # Without exclusions the same index probes only nprobe partitions (approximate).
+    rows, _ = index.search(tf.constant(queries), 10)
+    assert (rows.numpy() >= 0).all()
+
+
 def _layout_of(index):
     from tfrecall.serving.partitioned import PartitionLayout
 

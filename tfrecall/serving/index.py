@@ -92,6 +92,10 @@ class PartitionedIndex(Index):
       storage: "bfloat16" (default): members held as bfloat16 hi/lo halves
         (`partitioned.split_bfloat16`, the bytes of float32), scored coarsely from hi,
         the best candidates re-scored exactly; "float32": scored exactly in one pass.
+
+    A search for more results than the `nprobe` smallest partitions hold (k plus a long
+    exclusion list) probes every partition instead, so excluded items never leave a
+    row short merely because the probed partitions ran out (`tuning.min_probes`).
     """
 
     kind = "partitioned"
@@ -111,12 +115,22 @@ class PartitionedIndex(Index):
             hi, lo = ivf.split_bfloat16(layout.embeddings)
             self.partition_embeddings = tf.Variable(hi, trainable=False)
             self.partition_residuals = tf.Variable(lo, trainable=False)
+        # Running sums of the partition sizes, smallest first (`tuning.min_probes` in-graph).
+        self.partition_fill = tf.constant(
+            np.cumsum(np.sort((layout.members >= 0).sum(axis=1))).astype(np.int32))
 
     def candidates(self, queries, num_results):
-        return ivf.partitioned_search(
-            queries, self.centroids, self.partition_embeddings, self.partition_members,
-            self.nprobe, num_results, residuals=self.partition_residuals,
-        )
+        def probing(nprobe):
+            return lambda: ivf.partitioned_search(
+                queries, self.centroids, self.partition_embeddings, self.partition_members,
+                nprobe, num_results, residuals=self.partition_residuals)
+
+        every = int(self.partition_fill.shape[0])
+        if self.nprobe == every:
+            return probing(every)()
+        c = tf.minimum(tf.cast(num_results, tf.int32), self.partition_fill[-1])
+        need = tf.searchsorted(self.partition_fill, tf.reshape(c, [1]))[0] + 1
+        return tf.cond(need > self.nprobe, probing(every), probing(self.nprobe))
 
 
 def build_brute_force(embeddings: np.ndarray) -> Tuple[BruteForceIndex, IndexReport]:
