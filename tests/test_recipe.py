@@ -285,3 +285,34 @@ def test_nothing_to_evaluate_stops_before_training(tmp_path, rows):
                                          r"positive \(user, item\) pair"):
         recipe.run(config, log=lambda *_: None)
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
+
+
+def test_share_rows_holds_the_log_once_with_the_split_as_read_only_views():
+    from tfrecall.data import splits
+    from tfrecall.recipe.prepare import share_rows
+
+    rng = np.random.default_rng(0)
+    n = 50
+    inter = {"user_id": np.array([f"u{i % 7}" for i in range(n)], object),
+             "item_id": np.array([f"i{i % 11}" for i in range(n)], object),
+             "label": rng.random(n).astype(np.float32), "positive": np.ones(n, bool),
+             "timestamp": np.arange(n, dtype=np.int64)}
+    data = RecallData(inter, name="log")
+    copies = splits.random_split(data, 0.2, seed=3)
+    expected = [{k: v.copy() for k, v in side.interactions.items()} for side in copies]
+    whole, train, test = share_rows(data, *copies)
+    assert whole is not data and data.interactions is inter  # the caller's log untouched
+    for side, want in zip((train, test), expected, strict=True):
+        for key, column in side.interactions.items():
+            np.testing.assert_array_equal(column, want[key])  # same rows, same order
+            assert np.shares_memory(column, whole.interactions[key])
+            assert not column.flags.writeable
+    # The whole log: training rows first, then the held-out ones.
+    np.testing.assert_array_equal(whole.interactions["timestamp"],
+                                  np.concatenate([expected[0]["timestamp"],
+                                                  expected[1]["timestamp"]]))
+    assert sorted(whole.interactions["timestamp"].tolist()) == list(range(n))
+    # A split that leaves rows out is returned as it is.
+    part = data.subset(np.arange(10)), data.subset(np.arange(10, 20))
+    out = share_rows(data, *part)
+    assert all(a is b for a, b in zip(out, (data, *part), strict=True))

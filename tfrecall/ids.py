@@ -65,16 +65,35 @@ def vocab_codes(known: np.ndarray, values: np.ndarray) -> Tuple[np.ndarray, np.n
     """
     known = np.asarray(known, dtype=object).reshape(-1)
     values = np.asarray(values, dtype=object)
-    code = catalogue_index(known, values).reshape(-1)
-    miss = np.flatnonzero(code < 0)
-    new = values.reshape(-1)[miss].astype(str).tolist()
-    where = dict.fromkeys(new)
+    flat = values.reshape(-1)
+    code = catalogue_index(known, flat)
+    # The values missing from `known`, a chunk at a time (for 20M new ids one `astype(str)
+    # .tolist()` of them all peaked at 1.5 GiB above the log): first the new ids in order
+    # of appearance, then their codes.
+    misses = [(start, np.flatnonzero(code[start:start + _CHUNK] < 0))
+              for start in range(0, len(flat), _CHUNK)]
+    where = {}
+    for start, miss in misses:
+        where.update(dict.fromkeys(_str_list(flat[start:start + _CHUNK][miss])))
     for i, key in enumerate(where, len(known)):
         where[key] = i
-    code[miss] = np.fromiter(map(where.__getitem__, new), np.int64, len(new))
+    for start, miss in misses:
+        new = _str_list(flat[start:start + _CHUNK][miss])
+        code[start + miss] = np.fromiter(map(where.__getitem__, new), np.int64, len(new))
     extra = np.empty(len(where), dtype=object)
     extra[:] = list(where)
     return np.concatenate([known, extra]), code.reshape(values.shape)
+
+
+def _str_list(values: np.ndarray) -> list:
+    """``values`` (object) as a list of str, converting only what is not str already (as
+    numpy's ``astype(str)`` does: 5 -> "5", b"x" -> "x")."""
+    out = values.tolist()
+    odd = [i for i, v in enumerate(out) if type(v) is not str]
+    if odd:
+        for i, v in zip(odd, values[odd].astype(str).tolist(), strict=True):
+            out[i] = v
+    return out
 
 
 def positive_counts(train, catalogue: np.ndarray) -> np.ndarray:

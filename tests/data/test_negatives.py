@@ -46,6 +46,15 @@ def test_vocab_codes_extend_the_known_ids_by_first_appearance():
     np.testing.assert_array_equal(code, [0, 1, 0, 2, 2, 3])
 
 
+def test_vocab_codes_across_chunks_and_non_str_ids(monkeypatch):
+    monkeypatch.setattr(ids, "_CHUNK", 2)  # new ids first seen in different chunks
+    values = _obj(["q", 5, "a", "5", b"x", "q", "x", 7.0, "a"])
+    vocab, code = ids.vocab_codes(_obj(["a"]), values)
+    # As str: 5 -> "5", b"x" -> "x" (numpy's astype(str)), 7.0 -> "7.0".
+    assert vocab.tolist() == ["a", "q", "5", "x", "7.0"]
+    np.testing.assert_array_equal(code, [1, 2, 0, 2, 3, 1, 3, 4, 0])
+
+
 def test_positive_counts_over_the_catalogue():
     inter = {"user_id": _obj(["u", "u", "v", "v", "w"]), "item_id": _obj(["a", "b", "a", "q", "b"]),
              "label": np.ones(5, np.float32), "positive": np.asarray([1, 1, 1, 1, 0], bool)}
