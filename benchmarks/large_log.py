@@ -126,9 +126,9 @@ READ = ("import sys,time;import tfrecall;from tfrecall.io.readers import load_da
 
 # --phases: the same run as the train step, in one process, its memory and time by phase.
 # Before each phase the process's peak RSS is reset (/proc/self/clear_refs 5, Linux), so
-# a phase's peak is its own; fit runs --phase_steps batches instead of whole epochs.
+# a phase's peak is its own; fit runs --phases=STEPS batches instead of whole epochs.
 PHASES = """
-import json, os, sys, time
+import json, sys, time
 import tfrecall
 from absl import flags
 from pipelines._flags import config_from_flags, define_recipe_flags
@@ -144,7 +144,7 @@ def status():
     got = dict(line.split(":", 1) for line in open("/proc/self/status"))
     return [int(got[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")]
 
-def track(owner, name, label=None):
+def track(owner, name):
     fn = getattr(owner, name)
     def wrapped(*a, **k):
         with open("/proc/self/clear_refs", "w") as f:
@@ -152,7 +152,7 @@ def track(owner, name, label=None):
         t = time.time()
         out = fn(*a, **k)
         rss, peak = status()
-        rows.append({"phase": label or name, "s": time.time() - t, "rss": rss, "peak": peak})
+        rows.append({"phase": name, "s": time.time() - t, "rss": rss, "peak": peak})
         return out
     setattr(owner, name, wrapped)
 
