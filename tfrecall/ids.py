@@ -68,17 +68,15 @@ def vocab_codes(known: np.ndarray, values: np.ndarray) -> Tuple[np.ndarray, np.n
     flat = values.reshape(-1)
     code = catalogue_index(known, flat)
     # The values missing from `known`, a chunk at a time (for 20M new ids one `astype(str)
-    # .tolist()` of them all peaked at 1.5 GiB above the log): first the new ids in order
-    # of appearance, then their codes.
-    misses = [(start, np.flatnonzero(code[start:start + _CHUNK] < 0))
-              for start in range(0, len(flat), _CHUNK)]
-    where = {}
-    for start, miss in misses:
-        where.update(dict.fromkeys(_str_list(flat[start:start + _CHUNK][miss])))
-    for i, key in enumerate(where, len(known)):
-        where[key] = i
-    for start, miss in misses:
+    # .tolist()` of them all peaked at 1.5 GiB above the log); a chunk's ids not seen
+    # before take the next codes, in order of appearance.
+    where: dict = {}
+    for start in range(0, len(flat), _CHUNK):
+        miss = np.flatnonzero(code[start:start + _CHUNK] < 0)
         new = _str_list(flat[start:start + _CHUNK][miss])
+        for key in dict.fromkeys(new):
+            if key not in where:
+                where[key] = len(known) + len(where)
         code[start + miss] = np.fromiter(map(where.__getitem__, new), np.int64, len(new))
     extra = np.empty(len(where), dtype=object)
     extra[:] = list(where)

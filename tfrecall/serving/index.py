@@ -115,9 +115,7 @@ class PartitionedIndex(Index):
             hi, lo = ivf.split_bfloat16(layout.embeddings)
             self.partition_embeddings = tf.Variable(hi, trainable=False)
             self.partition_residuals = tf.Variable(lo, trainable=False)
-        # Running sums of the partition sizes, smallest first (`tuning.min_probes` in-graph).
-        self.partition_fill = tf.constant(
-            np.cumsum(np.sort((layout.members >= 0).sum(axis=1))).astype(np.int32))
+        self.partition_fill = tuning.probe_fill((layout.members >= 0).sum(axis=1))
 
     def candidates(self, queries, num_results):
         def probing(nprobe):
@@ -128,8 +126,7 @@ class PartitionedIndex(Index):
         every = int(self.partition_fill.shape[0])
         if self.nprobe == every:
             return probing(every)()
-        c = tf.minimum(tf.cast(num_results, tf.int32), self.partition_fill[-1])
-        need = tf.searchsorted(self.partition_fill, tf.reshape(c, [1]))[0] + 1
+        need = tuning.probes_needed(self.partition_fill, num_results)
         return tf.cond(need > self.nprobe, probing(every), probing(self.nprobe))
 
 

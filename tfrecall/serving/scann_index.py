@@ -82,9 +82,7 @@ class ScannIndex(Index):
         self.num_items = int(num_items)
         self.leaves_to_search = leaves_to_search
         self.reorder = reorder
-        # Running sums of the leaf sizes, smallest first (`tuning.min_probes` in-graph).
-        self.leaf_fill = None if leaf_sizes is None else tf.constant(
-            np.cumsum(np.sort(np.asarray(leaf_sizes, np.int64))).astype(np.int32))
+        self.leaf_fill = None if leaf_sizes is None else tuning.probe_fill(leaf_sizes)
 
     def candidates(self, queries, num_results):
         scann_ops = import_scann_ops()
@@ -93,8 +91,7 @@ class ScannIndex(Index):
         pre = -1 if self.reorder is None else tf.maximum(c, self.reorder)
         leaves = -1 if self.leaves_to_search is None else self.leaves_to_search
         if self.leaves_to_search is not None and self.leaf_fill is not None:
-            need = tf.searchsorted(self.leaf_fill, tf.reshape(c, [1]))[0] + 1
-            leaves = tf.maximum(leaves, tf.minimum(need, tf.size(self.leaf_fill)))
+            leaves = tf.maximum(leaves, tuning.probes_needed(self.leaf_fill, c))
 
         def search():
             rows, scores = searcher.search_batched(

@@ -121,6 +121,19 @@ def min_probes(sizes: np.ndarray, k: int) -> int:
     return min(int(np.searchsorted(np.cumsum(fill), need)) + 1, len(fill))
 
 
+def probe_fill(sizes: np.ndarray) -> tf.Tensor:
+    """`(P,)` int32 running sums of the partition sizes, smallest first: what
+    `probes_needed` reads at search time."""
+    return tf.constant(np.cumsum(np.sort(np.asarray(sizes, np.int64))).astype(np.int32))
+
+
+def probes_needed(fill: tf.Tensor, num_results) -> tf.Tensor:
+    """`min_probes` in-graph: the fewest partitions holding `num_results` items
+    (capped at the catalogue) whichever ones a query probes; scalar int32."""
+    c = tf.minimum(tf.cast(num_results, tf.int32), fill[-1])
+    return tf.searchsorted(fill, tf.reshape(c, [1]))[0] + 1
+
+
 def sample_queries(
     queries: Optional[np.ndarray],
     embeddings: np.ndarray,
