@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime
+import functools
 import gc
 import itertools
 import math
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+import warnings
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -24,6 +26,7 @@ from tfrecall.io.errors import DataError, PathLike
 # reading (+700 MiB in arenas holding 104 MiB of objects) at 0.70M rows/s; 2^14 rows
 # +125 MiB at 1.1M rows/s.
 CHUNK_ROWS = 1 << 14
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------------------
 # Low-level reading: rows -> column chunks with their line numbers.
@@ -35,35 +38,52 @@ class Chunk:
 
     Attributes:
       path: the file.
-      columns: column name -> tuple of raw str values.
+      columns: column name -> the raw str values (a tuple, or an object array); a column
+        `read_chunks` was asked to parse as a number may instead be a numeric array.
       lines: ``(n,) int64`` the 1-based line on which each row starts.
     """
 
-    def __init__(self, path: PathLike, columns: Dict[str, tuple], lines: np.ndarray):
+    def __init__(self, path: PathLike, columns: Dict[str, Sequence], lines: np.ndarray,
+                 reparse: Optional[Callable[[], "Chunk"]] = None):
         self.path = path
         self.columns = columns
         self.lines = lines
+        self._reparse = reparse
 
     def __len__(self) -> int:
         return len(self.lines)
+
+    @property
+    def exact(self) -> bool:
+        """Whether every column holds the raw str values (the csv reader's parse)."""
+        return self._reparse is None
+
+    def as_read(self) -> "Chunk":
+        """These rows with every column as raw str values, parsed by the csv reader.
+
+        A converter that raised on a chunk numpy parsed (`read_chunks`' ``numbers``)
+        runs again on this one, so the error names the value exactly as it is written.
+        """
+        return self if self._reparse is None else self._reparse()
 
     def error(self, index: int, column: Optional[str], message: str) -> DataError:
         return DataError(message, path=self.path, line=int(self.lines[index]), column=column)
 
 
-def _record_blocks(f, path: PathLike, delimiter: str, quoting: int,
-                   size: Optional[int]) -> Iterator[Tuple[list, np.ndarray]]:
+def _record_blocks(f, path: PathLike, delimiter: str, quoting: int, size: Optional[int],
+                   offset: int = 0) -> Iterator[Tuple[list, np.ndarray]]:
     """Yields ``(records, start lines)`` of up to `size` records (None: all); blank lines
     come out as empty records.
 
     Whole blocks are parsed by the `csv` reader's C loop (``islice``) rather than one
     Python step per record, which was half of the reading time; a record's start line is
-    then its position, unless a quoted field spanned lines (`_start_lines`).
+    then its position, unless a quoted field spanned lines (`_start_lines`). `offset`: the
+    lines of the file before `f`'s first.
     """
     if len(delimiter) != 1:
         # The csv module takes one-character delimiters only (MovieLens 1M uses "::");
         # these files have no quoting, so one line is one record.
-        previous = 0
+        previous = offset
         while True:
             with _gc_paused():
                 texts = list(itertools.islice(f, size))
@@ -74,20 +94,22 @@ def _record_blocks(f, path: PathLike, delimiter: str, quoting: int,
             yield records, np.arange(previous + 1, previous + len(records) + 1)
             previous += len(records)
     reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
-    previous = 0
+    previous = offset
     while True:
         try:
             with _gc_paused():
                 records = list(itertools.islice(reader, size))
         except csv.Error as e:
-            raise DataError(f"malformed CSV ({e})", path=path, line=reader.line_num) from None
+            raise DataError(f"malformed CSV ({e})", path=path,
+                            line=offset + reader.line_num) from None
         if not records:
             return
-        if reader.line_num - previous == len(records):
-            lines = np.arange(previous + 1, reader.line_num + 1)
+        line_num = offset + reader.line_num
+        if line_num - previous == len(records):
+            lines = np.arange(previous + 1, line_num + 1)
         else:
             lines = _start_lines(records, previous)
-        previous = reader.line_num
+        previous = line_num
         yield records, lines
 
 
@@ -121,6 +143,7 @@ def read_chunks(
     names: Optional[Sequence[str]] = None,
     quoting: int = csv.QUOTE_MINIMAL,
     chunk_rows: Optional[int] = CHUNK_ROWS,
+    numbers: Optional[Mapping[str, type]] = None,
 ) -> Iterator[Chunk]:
     """Reads a delimited text file into column chunks, checking its shape.
 
@@ -133,6 +156,11 @@ def read_chunks(
         None reads them from the first line.
       quoting: a `csv` quoting constant (QUOTE_NONE for files with stray quotes).
       chunk_rows: rows per chunk (None: everything in one chunk).
+      numbers: column name -> numpy dtype (float64, int64) for a file with a header:
+        while the file's blocks are plain (`_parse_plain`), numpy's C parser reads
+        them and these columns come as numeric arrays, the others as object arrays
+        of str; a chunk's `Chunk.as_read` gives the same rows as the csv reader parses
+        them. From the first block that is not plain, the csv reader reads the rest.
 
     Yields:
       `Chunk`s in file order; at least one.
@@ -146,7 +174,7 @@ def read_chunks(
         raise DataError("no such file", path=path)
     try:
         with open(path, newline="", encoding=encoding) as f:
-            yield from _chunks_of(f, path, delimiter, names, quoting, chunk_rows)
+            yield from _chunks_of(f, path, delimiter, names, quoting, chunk_rows, numbers)
     except UnicodeDecodeError as e:
         raise DataError(
             f"not valid {encoding} text ({e.reason}); save the file as UTF-8",
@@ -155,7 +183,16 @@ def read_chunks(
         ) from None
 
 
-def _chunks_of(f, path, delimiter, names, quoting, chunk_rows) -> Iterator[Chunk]:
+def _chunks_of(f, path, delimiter, names, quoting, chunk_rows, numbers) -> Iterator[Chunk]:
+    if numbers is not None and names is None and chunk_rows and len(delimiter) == 1:
+        line = f.readline()
+        if line.strip() and '"' not in line and "\x00" not in line:
+            header = [name.strip() for name in line.rstrip("\r\n").split(delimiter)]
+            check_header(header, path)
+            yield from _nonempty(_plain_chunks(f, path, delimiter, header, quoting,
+                                               chunk_rows, numbers), path)
+            return
+        f = itertools.chain([line], f)  # not a plain header line: the csv reader reads it
     blocks = _record_blocks(f, path, delimiter, quoting, chunk_rows)
     pending: List[Tuple[list, np.ndarray]] = []
     if names is None:
@@ -171,17 +208,96 @@ def _chunks_of(f, path, delimiter, names, quoting, chunk_rows) -> Iterator[Chunk
         check_header(header, path)
     else:
         header = list(names)
+    yield from _nonempty(_record_chunks(itertools.chain(pending, blocks), path, header,
+                                        delimiter), path)
+
+
+def _nonempty(chunks: Iterator[Chunk], path) -> Iterator[Chunk]:
     yielded = False
-    for records, lines in itertools.chain(pending, blocks):
+    for chunk in chunks:
+        yield chunk
+        yielded = True
+    if not yielded:
+        raise DataError("the file has a header but no data rows", path=path, line=1)
+
+
+def _record_chunks(blocks, path, header, delimiter) -> Iterator[Chunk]:
+    """The non-empty chunks of the csv reader's ``(records, lines)`` blocks."""
+    for records, lines in blocks:
         with _gc_paused():
             chunk = _to_chunk(path, header, *_checked_records(records, lines, path, header,
                                                              delimiter))
         del records
         if len(chunk):
             yield chunk
-            yielded = True
-    if not yielded:
-        raise DataError("the file has a header but no data rows", path=path, line=1)
+
+
+# numpy's C parser (`np.loadtxt`, numbers parsed in C) reads a plain block about twice as
+# fast as the csv reader followed by the str -> number conversions: a 5M-row user, item,
+# label, timestamp log 1.0-1.3M rows/s against 0.53-0.56M on an AMD EPYC (BENCHMARKS.md,
+# "Reading a log with numpy's parser"). It knows no quoting, reports errors without our
+# line and column, and skips blank lines, so it only takes blocks where none of that can
+# matter, and the csv reader takes over for good at the first block it cannot take.
+def _plain_chunks(f, path, delimiter, header, quoting, size, numbers) -> Iterator[Chunk]:
+    dtype = np.dtype([(f"f{j}", numbers.get(name, object)) for j, name in enumerate(header)])
+    previous = 1  # the header line
+    while True:
+        texts = list(itertools.islice(f, size))
+        if not texts:
+            return
+        parsed = _parse_plain(texts, delimiter, quoting, dtype)
+        if parsed is None:
+            blocks = _record_blocks(itertools.chain(texts, f), path, delimiter, quoting, size,
+                                    offset=previous)
+            yield from _record_chunks(blocks, path, header, delimiter)
+            return
+        lines = np.arange(previous + 1, previous + len(texts) + 1)
+        columns = {name: parsed[f"f{j}"] for j, name in enumerate(header)}
+        reparse = functools.partial(_reparse, texts, lines, path, header, delimiter, quoting)
+        yield Chunk(path, columns, lines, reparse)
+        previous += len(texts)
+
+
+def convert_chunk(chunk: Chunk, convert: Callable[[Chunk, Optional[dict]], T],
+                  cache: Optional[dict]) -> T:
+    """``convert(chunk, cache)``, with errors worded from the values as written.
+
+    Where `convert` raises `DataError` on rows numpy parsed (`read_chunks`' ``numbers``),
+    it runs again on `Chunk.as_read` with a None cache (the failed try may have left an
+    entry in `cache`, such as an empty id), so the error is the csv path's own.
+    """
+    try:
+        return convert(chunk, cache)
+    except DataError:
+        if chunk.exact:
+            raise
+        return convert(chunk.as_read(), None)
+
+
+def _parse_plain(texts: List[str], delimiter: str, quoting: int,
+                 dtype: np.dtype) -> Optional[np.ndarray]:
+    """numpy's parse of a block of lines, or None unless the block is plain: no quote
+    character (where quoting applies), NUL or bare CR line end, the header's number of
+    fields on every line, no blank line, and every number column parsed."""
+    block = "".join(texts)
+    # A line of the wrong width fails numpy's parse, a blank one the length check below.
+    if ((quoting != csv.QUOTE_NONE and '"' in block) or "\x00" in block
+            or ("\r" in block and block.count("\r") != block.count("\r\n"))):
+        return None
+    try:
+        with _gc_paused(), warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "input contained no data": blank lines
+            parsed = np.loadtxt(texts, dtype=dtype, delimiter=delimiter, comments=None,
+                                ndmin=1)
+    except (ValueError, OverflowError, Warning):
+        return None
+    return parsed if len(parsed) == len(texts) else None  # a blank line was skipped
+
+
+def _reparse(texts, lines, path, header, delimiter, quoting) -> Chunk:
+    """The csv reader's chunk of a plain block (one record per line)."""
+    records = list(csv.reader(texts, delimiter=delimiter, quoting=quoting, strict=True))
+    return _to_chunk(path, header, records, lines)
 
 
 @contextlib.contextmanager
@@ -309,7 +425,9 @@ def to_strings(chunk: Chunk, column: str, cache: Optional[dict] = None) -> np.nd
 def _shared(raw, cache: Optional[dict]) -> list:
     """The stripped values, each equal string one object (`cache` maps it to itself)."""
     cache = {} if cache is None else cache
-    # Two C-level maps: about 1.6x the speed of one comprehension calling both.
+    # Two C-level maps: about 1.6x the speed of one comprehension calling both. (A cache
+    # of values as written, stripped on first sight only, measured slower on a 25M-row
+    # log: its ids are fresh str objects, so each lookup compares the text either way.)
     stripped = list(map(str.strip, raw))
     return list(map(cache.setdefault, stripped, stripped))
 
@@ -356,7 +474,8 @@ def to_floats(chunk: Chunk, column: str, *, missing_ok: bool = False) -> np.ndar
     bad = np.isinf(values) if missing_ok else ~np.isfinite(values)
     if bad.any():
         index = int(np.argmax(bad))
-        raise chunk.error(index, column, f"{raw[index].strip()!r} is not a finite number")
+        written = raw[index].strip() if isinstance(raw[index], str) else raw[index]
+        raise chunk.error(index, column, f"{written!r} is not a finite number")
     return values
 
 

@@ -185,7 +185,7 @@ def _classic_chunks(path: Path, names, delimiter: str, chunk_rows=None):
 
 def _read_ratings(layout: Layout, min_rating: float) -> Table:
     if layout.kind == "latest":
-        source = chunks.read_chunks(layout.ratings)
+        source = chunks.read_chunks(layout.ratings, numbers=RATING_NUMBERS)
     else:
         delimiter = "\t" if layout.kind == "100k" else "::"
         source = _classic_chunks(
@@ -195,17 +195,26 @@ def _read_ratings(layout: Layout, min_rating: float) -> Table:
     columns = chunks.ColumnBuffer()
     for chunk in source:
         chunks.require_columns(chunk, LATEST_RATINGS_HEADER)
-        rating = chunks.to_floats(chunk, "rating")
-        chunks.check_labels(chunk, "rating", rating)
-        converted = {
-            "user_id": chunks.to_ids(chunk, "userId", ids),
-            "item_id": chunks.to_ids(chunk, "movieId", ids),
-            "label": rating.astype(np.float32),
-            "positive": rating >= min_rating,
-            "timestamp": chunks.to_timestamps(chunk, "timestamp"),
-        }
-        columns.append(converted)
+        columns.append(chunks.convert_chunk(
+            chunk, lambda c, cache: _convert_ratings(c, cache, min_rating), ids))
     return columns.arrays()
+
+
+# ratings.csv columns numpy's parser may read as numbers (`chunks.read_chunks`).
+RATING_NUMBERS = {"rating": np.float64, "timestamp": np.int64}
+
+
+def _convert_ratings(chunk: chunks.Chunk, ids: Optional[dict], min_rating: float) -> Table:
+    ids = {} if ids is None else ids
+    rating = chunks.to_floats(chunk, "rating")
+    chunks.check_labels(chunk, "rating", rating)
+    return {
+        "user_id": chunks.to_ids(chunk, "userId", ids),
+        "item_id": chunks.to_ids(chunk, "movieId", ids),
+        "label": rating.astype(np.float32),
+        "positive": rating >= min_rating,
+        "timestamp": chunks.to_timestamps(chunk, "timestamp"),
+    }
 
 
 def year_from_title(title: str) -> float:

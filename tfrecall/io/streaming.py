@@ -264,14 +264,15 @@ def scan_interactions_csv(
     """
     mapping = readers.normalized_event_labels(event_labels)
     first = True
-    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows):
+    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows,
+                                    numbers=readers.NUMBER_COLUMNS):
         if first:
             chunks.require_columns(chunk, ("user_id", "item_id"))
             _require_stats_columns(chunk, stats, set(chunk.columns) | {"label", "positive"})
             first = False
-        # Fresh caches per chunk: a shared id cache would grow with the log.
-        table = readers.convert_interactions(
-            chunk, mapping, {"id": {}, "event": {}, "request_id": {}})
+        # Fresh caches per chunk (None): a shared id cache would grow with the log.
+        table = chunks.convert_chunk(
+            chunk, lambda c, cache: readers.convert_interactions(c, mapping, cache), None)
         stats.update({name: table[name] for name in stats.columns})
     return stats
 
