@@ -97,7 +97,7 @@ def main():
         import tfrecall  # noqa: F401
         phase, path, batch = args.child
         if phase == "import":
-            from tfrecall.data import streaming  # noqa: F401
+            from tfrecall.io import streaming  # noqa: F401
             print(json.dumps({"phase": "import", "rss_mb": _peak_rss_mb()}))
         else:
             print(json.dumps(measure(phase, path, int(batch))))
