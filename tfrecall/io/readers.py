@@ -21,8 +21,8 @@ TensorFlow stack trace to find a bad row. Files are read in chunks of 16k rows a
 converted to numpy column by column. An interaction log's plain blocks (no quoting, no
 blank line) are parsed by numpy's C parser, labels and timestamps as numbers; the stdlib
 `csv` module reads the rest of a file from its first other block, and words every error
-(`chunks.read_chunks`, ``numbers``). About 1M rows/s of user, item, label, timestamp on
-one core; `tfrecall.io.streaming` reads files larger than memory.
+(`chunks.read_chunks`, ``numbers``): about 1M rows/s of user, item, label, timestamp in
+one thread (BENCHMARKS.md); `tfrecall.io.streaming` reads files larger than memory.
 
 MovieLens directories are recognised by `load_data` and read by
 `tfrecall.io.movielens`.
