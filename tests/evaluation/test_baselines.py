@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 
+from tfrecall.evaluation import baselines
 from tfrecall.evaluation.baselines import ItemCF, _count_keys, popularity_scores
 from tfrecall.evaluation.metrics import evaluate_ranking
 
@@ -94,6 +95,7 @@ def test_itemcf_matches_dense_reference(seed, num_neighbors, max_block_pairs):
     num_users, num_items = 40, 30
     x = (rng.random((num_users, num_items)) < 0.15).astype(np.float64)
     x[:, 7] = 0.0  # an item nobody has: no neighbours, scores 0
+    x[:, :2] = 0.0  # nor the first two: the blocks' costs start after them
     x[5, :] = 0.0  # a user with no history: all scores 0
     users, items = np.nonzero(x)
     perm = rng.permutation(len(users))  # input order must not matter
@@ -105,6 +107,21 @@ def test_itemcf_matches_dense_reference(seed, num_neighbors, max_block_pairs):
     np.testing.assert_allclose(cf.score(batch), expected[batch], rtol=1e-5, atol=1e-6)
     assert np.all(cf.score(np.array([5])) == 0.0)
     assert np.all(cf.score(np.arange(num_users))[:, 7] == 0.0)
+
+
+def test_triples_before_each_item_count_its_users_items_by_hand():
+    # Users 0..2 hold {1, 2}, {2}, {0, 1, 2}: item CSR 0: [2]; 1: [0, 2]; 2: [0, 1, 2];
+    # items 3 and 4 nobody has. Item 0 costs 3 (user 2's 3 items), item 1 2 + 3, item 2
+    # 2 + 1 + 3.
+    user_indptr = np.array([0, 2, 3, 6])
+    item_indptr = np.array([0, 1, 3, 6, 6, 6])
+    item_users = np.array([2, 0, 2, 0, 1, 2], np.int32)
+    np.testing.assert_array_equal(
+        baselines._triples_before(item_indptr, item_users, user_indptr), [0, 3, 8, 14, 14, 14])
+    # Items without users at the front: 0 until the first entry.
+    np.testing.assert_array_equal(
+        baselines._triples_before(np.array([0, 0, 0, 1]), np.array([0]), np.array([0, 4])),
+        [0, 0, 0, 4])
 
 
 def test_count_keys_dense_and_sparse_paths_agree_with_a_plain_count():

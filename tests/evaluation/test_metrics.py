@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from tfrecall.evaluation import metrics
 from tfrecall.evaluation.metrics import (
     PairSets,
     evaluate_embeddings,
@@ -74,6 +75,29 @@ def test_batching_gives_the_same_figures_at_k_below_the_catalogue():
     assert 0 < runs[0]["recall@5"] < runs[0]["recall@10"] < 1  # K cuts the ranking
     for other in runs[1:]:
         assert other == pytest.approx(runs[0], abs=1e-12)
+
+
+def test_a_large_catalogue_is_scored_in_smaller_batches_with_the_same_figures(monkeypatch):
+    rng = np.random.default_rng(2)
+    users, items = rng.normal(size=(23, 6)), rng.normal(size=(50, 6))
+    targets = {u: set(rng.choice(50, 4, replace=False).tolist()) for u in range(23)}
+    exclude = {u: set(rng.choice(50, 6, replace=False).tolist()) for u in range(23)}
+    sizes = []
+
+    def score(batch):
+        sizes.append(len(batch))
+        return users[batch] @ items.T
+
+    want = evaluate_ranking(score, 50, targets, exclude, ks=(5, 10), batch_size=1)
+    sizes.clear()
+    monkeypatch.setattr(metrics, "SCORE_ENTRIES", 50 * 4 + 49)  # 4 users of 50 items
+    got = evaluate_ranking(score, 50, targets, exclude, ks=(5, 10), batch_size=512)
+    assert sizes == [4] * 5 + [3]
+    assert got == pytest.approx(want, abs=1e-12)
+    sizes.clear()
+    monkeypatch.setattr(metrics, "SCORE_ENTRIES", 10)  # fewer entries than one row
+    assert evaluate_ranking(score, 50, targets, exclude, ks=(5, 10)) == pytest.approx(want)
+    assert set(sizes) == {1}
 
 
 def test_matches_numpy_full_sort_reference():

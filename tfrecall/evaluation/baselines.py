@@ -77,6 +77,15 @@ def _segment_gather(indptr: np.ndarray, rows: np.ndarray) -> Tuple[np.ndarray, n
     return positions, lengths
 
 
+def _triples_before(item_indptr: np.ndarray, item_users: np.ndarray,
+                    user_indptr: np.ndarray) -> np.ndarray:
+    """``(num_items + 1,)`` int64: the (i, u, j) triples of the items before each item
+    (item i contributes, for each of its users u, u's item count), read off one running
+    sum at each item's end, 0 before the first entry."""
+    running = np.cumsum(np.diff(user_indptr)[item_users])
+    return np.where(item_indptr > 0, running[np.maximum(item_indptr - 1, 0)], 0)
+
+
 def _count_keys(keys: np.ndarray, size: int) -> Tuple[np.ndarray, np.ndarray]:
     """Sorted distinct values of `keys` (all in [0, size)) and how often each occurs.
 
@@ -365,25 +374,32 @@ class ItemCF:
 
         # Distinct pairs sorted by (user, item): the rows of the user CSR. Sort + diff is
         # several times faster than np.unique's hash path (numpy 2.4) on millions of pairs.
-        pairs = np.sort(users * num_items + items)
-        pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
-        users, items = pairs // num_items, (pairs % num_items).astype(np.int32)
+        # The pairs' arrays are sorted in place and split into int32 halves without int64
+        # temporaries (a 20M-pair fit's peak: +472 -> +370 MiB; BENCHMARKS.md).
+        pairs = users * num_items
+        pairs += items
+        pairs.sort()
+        distinct = np.empty(len(pairs), bool)
+        distinct[0] = True
+        np.not_equal(pairs[1:], pairs[:-1], out=distinct[1:])
+        pairs = pairs[distinct]
+        del distinct
+        users = np.empty(len(pairs), np.int32)
+        items = np.empty(len(pairs), np.int32)
+        np.floor_divide(pairs, num_items, out=users, casting="unsafe")  # < num_users
+        np.remainder(pairs, num_items, out=items, casting="unsafe")
         del pairs
         user_indptr = np.zeros(num_users + 1, np.int64)
         np.cumsum(np.bincount(users, minlength=num_users), out=user_indptr[1:])
         user_items = items
         # Item CSR (X^T): a stable sort by item keeps users ascending within an item.
-        by_item = np.argsort(items, kind="stable")
-        item_users = users[by_item]
+        item_users = users[np.argsort(items, kind="stable")]
         item_count = np.bincount(items, minlength=num_items)
         item_indptr = np.zeros(num_items + 1, np.int64)
         np.cumsum(item_count, out=item_indptr[1:])
-        del users, items, by_item
+        del users, items
 
-        # Triples item i contributes: sum over its users of their item counts.
-        user_degree = np.diff(user_indptr)
-        entry_cost = user_degree[item_users]
-        cost_csum = np.concatenate([[0], np.cumsum(entry_cost)])[item_indptr]
+        cost_csum = _triples_before(item_indptr, item_users, user_indptr)
         item_count = item_count.astype(np.float64)  # n_i * n_j exact up to 2^53
 
         nbr_items, nbr_weights, nbr_counts = [], [], np.zeros(num_items, np.int64)

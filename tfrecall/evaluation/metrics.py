@@ -145,6 +145,14 @@ class _Accumulator:
         return out
 
 
+# A batch's scores, their writable copy, the negated copy and the int64 partition indices
+# of `top_k_rows` take about 20 bytes per (user, item): a batch holds at most this many
+# entries (about 160 MiB), so a 59k-item catalogue is scored 142 users at a time, not 512
+# (the 25M-row log's evaluation peaks 310 MiB lower; BENCHMARKS.md). Catalogues of up to
+# 16,384 items keep 512 users.
+SCORE_ENTRIES = 1 << 23
+
+
 def evaluate_ranking(
     score_fn: Callable[[np.ndarray], np.ndarray],
     num_items: int,
@@ -162,7 +170,8 @@ def evaluate_ranking(
       targets: user index -> held-out item indices (-1 for items not in the catalogue).
       exclude: user index -> item indices removed from that user's ranking.
       ks: cut-offs.
-      batch_size: users scored per `score_fn` call (bounds memory).
+      batch_size: users scored per `score_fn` call at most (bounds memory; fewer where
+        the catalogue is large, `SCORE_ENTRIES`).
       item_popularity: optional `(num_items,)` training counts, for popularity_bias@K.
 
     Returns:
@@ -171,6 +180,7 @@ def evaluate_ranking(
     """
     acc = _Accumulator(num_items, targets, exclude, ks, item_popularity)
     users, kmax = acc.users(), acc.kmax
+    batch_size = max(1, min(batch_size, SCORE_ENTRIES // max(1, num_items)))
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         scores = np.array(score_fn(batch), dtype=np.float32, copy=True)
