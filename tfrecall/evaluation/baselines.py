@@ -384,7 +384,7 @@ class ItemCF:
         np.not_equal(pairs[1:], pairs[:-1], out=distinct[1:])
         pairs = pairs[distinct]
         del distinct
-        users = np.empty(len(pairs), np.int32)
+        users = np.empty(len(pairs), np.int32 if num_users <= 2**31 else np.int64)
         items = np.empty(len(pairs), np.int32)
         np.floor_divide(pairs, num_items, out=users, casting="unsafe")  # < num_users
         np.remainder(pairs, num_items, out=items, casting="unsafe")
