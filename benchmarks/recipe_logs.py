@@ -83,6 +83,7 @@ def main():
                 "ease_r10": ease.get("recall@10"), "ease_r100": ease.get("recall@100"),
                 "ease_l2": ease.get("l2"),
                 "pop_r100": b.get("popularity", {}).get("recall@100"),
+                "teacher": result.teacher,
                 "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                 "val_curve": [round(v, 4) for v in result.validation_curve],
                 "train_s": round(result.train_seconds, 1),
@@ -92,7 +93,8 @@ def main():
             print(f"{name:<18} seed {seed}  R@10 {row['r10']:.4f} (EASE {row['ease_r10'] or 0:.4f})"
                   f"  R@100 {row['r100']:.4f}  itemcf {ratio(row['r100'], row['itemcf_r100'])}"
                   f"  ease {ratio(row['r100'], row['ease_r100'])}"
-                  f"  epochs {row['best_epoch']}/{row['epochs_run']}  train {row['train_s']}s",
+                  f"  epochs {row['best_epoch']}/{row['epochs_run']}  train {row['train_s']}s"
+                  f"  teacher {'on' if result.teacher.get('used') else 'off'}",
                   flush=True)
             print(json.dumps(row), flush=True)
 

@@ -30,6 +30,12 @@ def check_main_job(out, run_dir, subprocess_env, cwd):
     assert 1 <= val["best_epoch"] <= val["epochs_run"] <= 30
     assert val["recall_curve"][val["best_epoch"] - 1] == max(val["recall_curve"])
     assert summary["examples_per_sec"] > 0 and summary["wall_seconds"] > 0
+    # teacher=auto: both searches ran, the better best validation recall decided.
+    teacher = summary["teacher"]
+    best = teacher["best_validation"]
+    assert teacher["used"] == (best["with"] > best["without"])
+    assert f"teacher: {'on' if teacher['used'] else 'off'} (auto: " in out.stdout
+    assert max(val["recall_curve"]) == max(best.values())
     # "auto" keeps Adam on a catalogue this small (its tables are far under 4x the rows
     # one step touches), and the run says so.
     assert summary["optimizer"] == "adam" and "optimizer: adam (auto:" in out.stdout

@@ -101,5 +101,58 @@ def test_a_catalogue_over_the_ease_budget_is_a_clear_error():
     user_ids = np.asarray(["u0", "u1"], dtype=object)
     catalogue = np.asarray(["a", "b", "c"], dtype=object)
     train = _log([("u0", "a"), ("u0", "b"), ("u1", "b"), ("u1", "c")])
-    with pytest.raises(ValueError, match="teacher_top_n needs EASE, which does not fit"):
+    with pytest.raises(ValueError, match="the teacher needs EASE, which does not fit"):
         EaseTeacher(2, max_bytes=8).prepare(train, user_ids, catalogue, log=lambda *a: None)
+
+
+def test_resolve_teacher_modes():
+    from tfrecall.recipe import RecipeConfig
+    from tfrecall.recipe.teacher import resolve_teacher
+
+    train = _log([(f"u{u}", f"i{(u + j) % 6}") for u in range(8) for j in range(3)])
+    args = (train, train.user_ids(), train.item_catalogue())
+    lines = []
+    for config, has_validation in ((RecipeConfig(teacher="off"), True),
+                                   (RecipeConfig(teacher_top_n=0), True),
+                                   (RecipeConfig(teacher_top_n=0, teacher="on"), True)):
+        assert resolve_teacher(config, *args, has_validation, log=lines.append) == ("off", None)
+    assert lines == []
+    # auto: nothing to choose on without a validation slice, or EASE over its budget
+    assert resolve_teacher(RecipeConfig(), *args, False, log=lines.append) == ("off", None)
+    assert "has none" in lines[-1]
+    assert resolve_teacher(RecipeConfig(), *args, True, log=lines.append,
+                           max_bytes=8) == ("off", None)
+    assert "over its budget" in lines[-1]
+    with pytest.raises(ValueError, match="the teacher needs EASE"):  # on: the user asked
+        resolve_teacher(RecipeConfig(teacher="on"), *args, True, log=lines.append, max_bytes=8)
+    for mode in ("auto", "on"):
+        got, teacher = resolve_teacher(RecipeConfig(teacher=mode), *args, True, log=lines.append)
+        assert got == mode and teacher.top_n == 20 and teacher.ratio == 0.2
+        assert teacher.l2 is not None  # prepared: lambda chosen on the training split
+    with pytest.raises(ValueError, match="teacher"):
+        RecipeConfig(teacher="sometimes")
+
+
+@pytest.mark.parametrize("world", ["default", "longtail"])
+def test_auto_teacher_keeps_the_better_search_and_trains_the_final_stage_with_it(tmp_path,
+                                                                                world):
+    """teacher=auto: two search stages; the final stage trains with EASE's lists exactly
+    when their search reached the better validation recall, and the run reports the
+    chosen search's curve."""
+    from tfrecall.recipe import RecipeConfig, run
+
+    config = RecipeConfig.from_flat(
+        synthetic_world=world, synthetic_users=300, synthetic_items=200, epochs=3,
+        patience=1, export=False, baselines=(), verbose=0, model_dir=str(tmp_path / "run"))
+    lines = []
+    result = run(config, log=lines.append)
+    choice = result.teacher
+    best = choice["best_validation"]
+    assert choice["used"] == (best["with"] > best["without"])
+    assert round(max(result.validation_curve), 5) == max(best.values())
+    taught = [line for line in lines if "EASE positives" in line]
+    assert len(taught) == 1 + choice["used"]  # the teacher's search, and the final stage
+    assert any(line.startswith(f"teacher: {'on' if choice['used'] else 'off'} (auto")
+               for line in lines)
+    summary = result.summary_json()
+    assert summary["teacher"] == choice

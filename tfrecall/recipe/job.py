@@ -29,7 +29,7 @@ from tfrecall.recipe.channels import ChannelRun, channel_factory, run_channels
 from tfrecall.recipe.config import OUTPUT_SETTINGS, RecipeConfig, needs_ranker, with_batch
 from tfrecall.recipe.prepare import build_specs, prepare, protocol_note
 from tfrecall.recipe.stage import Context, train_stage
-from tfrecall.recipe.teacher import EaseTeacher
+from tfrecall.recipe.teacher import resolve_teacher
 from tfrecall.serving.export import export_saved_model
 
 
@@ -55,6 +55,9 @@ class RunResult:
     optimizer: str = ""  # the final stage's optimizer ("auto" resolved)
     batch_size: int = 0  # the batch size and learning rate trained with (by log size when unset)
     learning_rate: float = 0.0
+    # EASE as a teacher: {"used": bool}, and with --teacher=auto the best validation
+    # recall with and without it ("best_validation").
+    teacher: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def summary_json(self) -> dict:
         return {
@@ -67,6 +70,7 @@ class RunResult:
             "optimizer": self.optimizer,
             "batch_size": self.batch_size,
             "learning_rate": self.learning_rate,
+            "teacher": self.teacher,
             "train_examples": self.train_examples,
             "train_seconds": round(self.train_seconds, 2),
             "wall_seconds": round(self.wall_seconds, 2),
@@ -142,17 +146,32 @@ def run(config: RecipeConfig, log=print) -> RunResult:
               and needs_ranker(config) else None)
     strategy = cluster.make_strategy(config.strategy, config.ps_min_shard_bytes)
     chief = cluster.is_chief(strategy)
-    teacher = None
-    if config.teacher_top_n:
-        teacher = EaseTeacher(config.teacher_top_n, config.teacher_ratio).prepare(
-            train, prep.user_ids, prep.catalogue, log)
+    teacher_mode, teacher = resolve_teacher(config, train, prep.user_ids, prep.catalogue,
+                                            validation is not None, log)
     ctx = Context(config, prep, user_specs, item_specs, previous, ranker, strategy, log,
-                  teacher)
+                  teacher if teacher_mode == "on" else None)
 
+    teacher_choice, searched = None, []  # searched: a search stage not kept (its time counts)
     if validation is None:
         search = final = train_stage(ctx, train, None, config.epochs, "final")
     else:
         search = final = train_stage(ctx, fit, validation, config.epochs, "search")
+        if teacher_mode == "auto":
+            # The same search with EASE's lists among the positives; the better best
+            # validation recall decides what the final stage trains with (a tie: none).
+            keras.utils.set_random_seed(config.seed)
+            taught_ctx = dataclasses.replace(ctx, teacher=teacher)
+            taught = train_stage(taught_ctx, fit, validation, config.epochs, "search_teacher")
+            with_, without = best_validation(taught), best_validation(search)
+            use = with_ > without
+            teacher_choice = {"used": use, "best_validation": {
+                "without": round(without, 5), "with": round(with_, 5)}}
+            log(f"teacher: {'on' if use else 'off'} (auto: best validation recall "
+                f"{with_:.4f} with EASE's lists, {without:.4f} without)")
+            if use:
+                searched, search, final, ctx = [search], taught, taught, taught_ctx
+            else:
+                searched = [taught]
         if config.refit:
             log(f"refit: a fresh model on the whole training split for {search.best_epoch} "
                 "epoch(s), the search stage's best")
@@ -191,7 +210,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
                       **({} if channels is None else {"channels": channels.summary_json()})},
             module_factory=None if channels is None else channel_factory(channels),
         )
-    stages = [search] if search is final else [search, final]
+    stages = searched + ([search] if search is final else [search, final])
     seconds = sum(s.seconds for s in stages)
     examples = sum(s.examples for s in stages)
     return RunResult(
@@ -212,7 +231,13 @@ def run(config: RecipeConfig, log=print) -> RunResult:
         optimizer=final.optimizer,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
+        teacher=teacher_choice if teacher_choice is not None else {"used": teacher_mode == "on"},
     )
+
+
+def best_validation(stage) -> float:
+    """A search stage's best validation recall (-inf if it ran no epoch: a finished resume)."""
+    return max(stage.curve) if stage.curve else float("-inf")
 
 
 def run_baselines(config: RecipeConfig, prep, ks, log=print) -> Dict[str, Dict[str, float]]:

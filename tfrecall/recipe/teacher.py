@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from tfrecall.evaluation.baselines import EASE, select_ease_l2
+from tfrecall.evaluation.baselines import DEFAULT_EASE_MAX_BYTES, EASE, select_ease_l2
 from tfrecall.ids import catalogue_index, top_k_rows
 from tfrecall.io.schema import RecallData
 
@@ -70,7 +70,7 @@ class EaseTeacher:
     """
 
     def __init__(self, top_n: int, ratio: float = 0.0, l2: Optional[float] = None,
-                 max_bytes: int = 4 << 30):
+                 max_bytes: int = DEFAULT_EASE_MAX_BYTES):
         if top_n < 1:
             raise ValueError(f"teacher top_n must be >= 1, got {top_n}")
         if not ratio >= 0:
@@ -86,8 +86,8 @@ class EaseTeacher:
                 self.l2, _ = select_ease_l2(u, i, len(user_ids), len(catalogue),
                                             max_bytes=self.max_bytes)
             except MemoryError as e:  # a setting the user chose: say which and why
-                raise ValueError(f"teacher_top_n needs EASE, which does not fit here: {e}; "
-                                 "set teacher_top_n=0") from None
+                raise ValueError(f"the teacher needs EASE, which does not fit here: {e}; "
+                                 "set teacher=off (or teacher=auto)") from None
             log(f"teacher: EASE lambda {self.l2:g} (validation slice of the training split)")
         return self
 
@@ -149,3 +149,28 @@ class EaseTeacher:
         log(f"teacher: {n} EASE positives (top {self.top_n}, ratio {self.ratio:g}) beside "
             f"{int(np.sum(inter['positive']))} real ones")
         return RecallData(merged, fit.users, fit.items, f"{fit.name}+teacher")
+
+
+def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: np.ndarray,
+                    has_validation: bool, log=print, max_bytes: int = DEFAULT_EASE_MAX_BYTES
+                    ) -> Tuple[str, Optional[EaseTeacher]]:
+    """The run's teacher mode ("auto", "on" or "off") and its prepared `EaseTeacher`.
+
+    ``teacher_top_n=0`` is "off". "auto" needs a validation slice to choose on and EASE
+    within its memory budget; without either it is "off", and the log says why. "on"
+    where EASE does not fit is an error (`EaseTeacher.prepare`).
+    """
+    mode = config.teacher if config.teacher_top_n else "off"
+    if mode == "off":
+        return mode, None
+    teacher = EaseTeacher(config.teacher_top_n, config.teacher_ratio, max_bytes=max_bytes)
+    if mode == "auto":
+        if not has_validation:
+            log("teacher: off (auto chooses on the validation slice, and this run has none)")
+            return "off", None
+        try:
+            EASE(1.0, teacher.max_bytes).check_budget(len(user_ids), len(catalogue))
+        except MemoryError as e:
+            log(f"teacher: off ({e})")
+            return "off", None
+    return mode, teacher.prepare(train, user_ids, catalogue, log)
