@@ -123,6 +123,9 @@ def test_resolve_teacher_modes():
     assert resolve_teacher(RecipeConfig(), *args, True, log=lines.append,
                            max_bytes=8) == ("off", None)
     assert "over its budget" in lines[-1]
+    listwise = RecipeConfig.from_flat(view="listwise", loss="softmax")
+    assert resolve_teacher(listwise, *args, True, log=lines.append) == ("off", None)
+    assert "this run's view is listwise" in lines[-1]
     with pytest.raises(ValueError, match="the teacher needs EASE"):  # on: the user asked
         resolve_teacher(RecipeConfig(teacher="on"), *args, True, log=lines.append, max_bytes=8)
     for mode in ("auto", "on"):

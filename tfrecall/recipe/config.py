@@ -191,8 +191,8 @@ class RecipeConfig:
     teacher: str = option(
         "auto", "EASE as a distillation teacher (its top lists join the training positives). "
         "auto: the search stage trains with and without it and the better best validation "
-        "recall decides (off without a validation slice, or where EASE exceeds its memory "
-        "budget); on; off.", choices=TEACHER_MODES)
+        "recall decides (off without a validation slice, for views other than in_batch, or "
+        "where EASE exceeds its memory budget); on; off.", choices=TEACHER_MODES)
     teacher_top_n: int = option(
         20, "The teacher's list: each user's top N unseen EASE items (EASE fit on the "
         "training stage's own split, lambda chosen on a validation slice); 0: no teacher.")

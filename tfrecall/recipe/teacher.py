@@ -156,8 +156,9 @@ def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: 
                     ) -> Tuple[str, Optional[EaseTeacher]]:
     """The run's teacher mode ("auto", "on" or "off") and its prepared `EaseTeacher`.
 
-    ``teacher_top_n=0`` is "off". "auto" needs a validation slice to choose on and EASE
-    within its memory budget; without either it is "off", and the log says why. "on"
+    ``teacher_top_n=0`` is "off". "auto" needs the in_batch view, a validation slice to
+    choose on and EASE within its memory budget; without any of them it is "off", and the
+    log says why. "on"
     where EASE does not fit is an error (`EaseTeacher.prepare`).
     """
     mode = config.teacher if config.teacher_top_n else "off"
@@ -165,6 +166,12 @@ def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: 
         return mode, None
     teacher = EaseTeacher(config.teacher_top_n, config.teacher_ratio, max_bytes=max_bytes)
     if mode == "auto":
+        if config.sampling.view != "in_batch":
+            # Measured (and designed) for the in-batch softmax; the other views build
+            # lists and pairs from requests, which the teacher's rows do not have.
+            log(f"teacher: off (auto chooses for the in_batch view; this run's view is "
+                f"{config.sampling.view}; teacher=on forces it)")
+            return "off", None
         if not has_validation:
             log("teacher: off (auto chooses on the validation slice, and this run has none)")
             return "off", None
