@@ -10,6 +10,10 @@ history and the item id vocabulary still come from the real positives only.
 Only the in-batch view's positives are added; the teacher rows are ``positive=True``,
 ``label=1``, ``event="teacher"``. lambda: `select_ease_l2` on the training split (its own
 per-user validation slice), once per run, as the EASE baseline chooses it.
+
+`resolve_teacher` turns the run's settings into its mode: with ``teacher="auto"`` (the
+default) `tfrecall.recipe.job.run` trains the search stage without and with the teacher
+and keeps the one with the better best validation recall.
 """
 
 from __future__ import annotations
