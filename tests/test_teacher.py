@@ -137,18 +137,35 @@ def test_resolve_teacher_modes():
 
 
 @pytest.mark.parametrize("world", ["default", "longtail"])
-def test_auto_teacher_keeps_the_better_search_and_trains_the_final_stage_with_it(tmp_path,
-                                                                                world):
+def test_auto_teacher_keeps_the_better_search_and_trains_the_final_stage_with_it(
+        tmp_path, world, monkeypatch):
     """teacher=auto: two search stages; the final stage trains with EASE's lists exactly
     when their search reached the better validation recall, and the run reports the
-    chosen search's curve."""
-    from tfrecall.recipe import RecipeConfig, run
+    chosen search's curve. EASE's lambda grid runs once: the EASE baseline reuses the
+    teacher's choice, and reports what it reports choosing on its own."""
+    from tfrecall.evaluation import baselines, harness
+    from tfrecall.recipe import RecipeConfig, run, teacher
+    from tfrecall.recipe.prepare import prepare
 
+    grids = []
+
+    def counted(*args, **kwargs):
+        grids.append(kwargs.get("k"))
+        return baselines.select_ease_l2(*args, **kwargs)
+
+    monkeypatch.setattr(teacher, "select_ease_l2", counted)
+    monkeypatch.setattr(harness, "select_ease_l2", counted)
     config = RecipeConfig.from_flat(
         synthetic_world=world, synthetic_users=300, synthetic_items=200, epochs=3,
-        patience=1, export=False, baselines=(), verbose=0, model_dir=str(tmp_path / "run"))
+        patience=1, export=False, baselines=("ease",), verbose=0,
+        model_dir=str(tmp_path / "run"))
     lines = []
     result = run(config, log=lines.append)
+    assert grids == [100]
+    monkeypatch.undo()
+    alone = harness.evaluate_ease(prepare(config).eval_set, config.ks)
+    assert result.baselines["ease"] == alone
+    assert any(line.endswith("the teacher's choice)") for line in lines)
     choice = result.teacher
     best = choice["best_validation"]
     assert choice["used"] == (best["with"] > best["without"])

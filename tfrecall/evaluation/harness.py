@@ -169,13 +169,14 @@ BASELINES = ("popularity", "itemcf", "ease")
 
 def evaluate_baselines(
     eval_set: EvalSet, ks: Sequence[int], names: Sequence[str] = BASELINES, log=print,
-    ease_max_bytes: int = DEFAULT_EASE_MAX_BYTES,
+    ease_max_bytes: int = DEFAULT_EASE_MAX_BYTES, ease_l2: Optional[float] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Metrics of each named baseline (`BASELINES`) in this harness.
 
     EASE's lambda is chosen on a validation slice of the training pairs (reported as
-    ``metrics["l2"]``); where its dense matrices exceed `ease_max_bytes` it is skipped
-    with a one-line reason through `log`.
+    ``metrics["l2"]``), or is `ease_l2` where the caller already chose it that way (the
+    recipe's teacher: `select_ease_l2` on the same pairs at ``max(ks)``); where its dense
+    matrices exceed `ease_max_bytes` it is skipped with a one-line reason through `log`.
     """
     unknown = [n for n in names if n not in BASELINES]
     if unknown:
@@ -188,12 +189,12 @@ def evaluate_baselines(
             out[name] = evaluate_itemcf(eval_set, ks)
         else:
             try:
-                out[name] = evaluate_ease(eval_set, ks, max_bytes=ease_max_bytes)
+                out[name] = evaluate_ease(eval_set, ks, l2=ease_l2, max_bytes=ease_max_bytes)
             except MemoryError as e:
                 log(f"baseline ease skipped: {e}")
                 continue
             log(f"baseline ease: l2={out[name]['l2']:g} (chosen on a validation slice of "
-                "the training pairs)")
+                "the training pairs" + (")" if ease_l2 is None else ", the teacher's choice)"))
     return out
 
 

@@ -147,7 +147,7 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     strategy = cluster.make_strategy(config.strategy, config.ps_min_shard_bytes)
     chief = cluster.is_chief(strategy)
     teacher_mode, teacher = resolve_teacher(config, train, prep.user_ids, prep.catalogue,
-                                            validation is not None, log)
+                                            validation is not None, log, k=max(ks))
     ctx = Context(config, prep, user_specs, item_specs, previous, ranker, strategy, log,
                   teacher if teacher_mode == "on" else None)
 
@@ -190,7 +190,12 @@ def run(config: RecipeConfig, log=print) -> RunResult:
     # Evaluation on the held-out split, full catalogue, training positives excluded; the
     # users' history is their whole training split, as serving would feed it.
     metrics = evaluate_model(model, prep.eval_set, prep.user_table, prep.eval_item_table, ks)
-    baselines = run_baselines(config, prep, ks, log)
+    # The teacher chose EASE's lambda as the baseline would (`select_ease_l2` on the same
+    # training pairs and indices, at max(ks)): the baseline reuses it, not the grid again.
+    same_pairs = (prep.eval_set.user_ids is prep.user_ids
+                  and prep.eval_set.catalogue is prep.catalogue)
+    baselines = run_baselines(config, prep, ks, log,
+                              ease_l2=teacher.l2 if teacher is not None and same_pairs else None)
     channels = None
     if config.channels != ("two_tower",):
         channels = run_channels(
@@ -240,16 +245,18 @@ def best_validation(stage) -> float:
     return max(stage.curve) if stage.curve else float("-inf")
 
 
-def run_baselines(config: RecipeConfig, prep, ks, log=print) -> Dict[str, Dict[str, float]]:
+def run_baselines(config: RecipeConfig, prep, ks, log=print,
+                  ease_l2=None) -> Dict[str, Dict[str, float]]:
     """The config's baselines on the held-out split; with ``split="item"`` (cold start)
-    popularity by feature instead, the others having no row for a cold item."""
+    popularity by feature instead, the others having no row for a cold item. `ease_l2`:
+    EASE's lambda already chosen on these training pairs (None: chosen here)."""
     if config.split == "item":
         if config.baselines:
             log(f"cold start: baselines {', '.join(config.baselines)} cannot score items "
                 "they never saw; reporting popularity by feature")
         return evaluate_cold_start_baselines(prep.train, prep.data.items, prep.eval_set, ks,
                                              log)
-    return evaluate_baselines(prep.eval_set, ks, config.baselines, log=log)
+    return evaluate_baselines(prep.eval_set, ks, config.baselines, log=log, ease_l2=ease_l2)
 
 
 def check_run_dirs(config: RecipeConfig, log=print) -> None:

@@ -9,7 +9,9 @@ history and the item id vocabulary still come from the real positives only.
 
 Only the in-batch view's positives are added; the teacher rows are ``positive=True``,
 ``label=1``, ``event="teacher"``. lambda: `select_ease_l2` on the training split (its own
-per-user validation slice), once per run, as the EASE baseline chooses it.
+per-user validation slice), once per run, as the EASE baseline chooses it (same training
+pairs, same cut-off): the recipe hands this choice to the baseline instead of running the
+grid twice.
 
 `resolve_teacher` turns the run's settings into its mode: with ``teacher="auto"`` (the
 default) `tfrecall.recipe.job.run` trains the search stage without and with the teacher
@@ -82,12 +84,13 @@ class EaseTeacher:
         self.top_n, self.ratio, self.l2, self.max_bytes = int(top_n), float(ratio), l2, max_bytes
 
     def prepare(self, train: RecallData, user_ids: np.ndarray, catalogue: np.ndarray,
-                log=print) -> "EaseTeacher":
-        """Chooses lambda on the training split (never the test split), if not given."""
+                log=print, k: int = 100) -> "EaseTeacher":
+        """Chooses lambda on the training split (never the test split) by validation
+        Recall@`k`, if not given."""
         if self.l2 is None:
             u, i = positive_index_pairs(train, user_ids, catalogue)
             try:
-                self.l2, _ = select_ease_l2(u, i, len(user_ids), len(catalogue),
+                self.l2, _ = select_ease_l2(u, i, len(user_ids), len(catalogue), k=k,
                                             max_bytes=self.max_bytes)
             except MemoryError as e:  # a setting the user chose: say which and why
                 raise ValueError(f"the teacher needs EASE, which does not fit here: {e}; "
@@ -156,9 +159,11 @@ class EaseTeacher:
 
 
 def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: np.ndarray,
-                    has_validation: bool, log=print, max_bytes: int = DEFAULT_EASE_MAX_BYTES
-                    ) -> Tuple[str, Optional[EaseTeacher]]:
-    """The run's teacher mode ("auto", "on" or "off") and its prepared `EaseTeacher`.
+                    has_validation: bool, log=print, max_bytes: int = DEFAULT_EASE_MAX_BYTES,
+                    k: int = 100) -> Tuple[str, Optional[EaseTeacher]]:
+    """The run's teacher mode ("auto", "on" or "off") and its prepared `EaseTeacher`
+    (lambda chosen by validation Recall@`k`, the EASE baseline's criterion at the run's
+    largest cut-off).
 
     ``teacher_top_n=0`` is "off". "auto" needs the in_batch view, a validation slice to
     choose on and EASE within its memory budget; without any of them it is "off", and the
@@ -184,4 +189,4 @@ def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: 
         except MemoryError as e:
             log(f"teacher: off ({e})")
             return "off", None
-    return mode, teacher.prepare(train, user_ids, catalogue, log)
+    return mode, teacher.prepare(train, user_ids, catalogue, log, k=k)
