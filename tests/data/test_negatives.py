@@ -55,6 +55,29 @@ def test_vocab_codes_across_chunks_and_non_str_ids(monkeypatch):
     np.testing.assert_array_equal(code, [1, 2, 0, 2, 3, 1, 3, 4, 0])
 
 
+def test_rows_give_the_codes_of_the_selected_ids_without_copying_them(monkeypatch):
+    monkeypatch.setattr(ids, "_CHUNK", 2)  # a gather per chunk
+    values = _obj(["q", 5, "a", "5", b"x", "q", "x", 7.0, "a"])
+    cat = _obj(["a", "x", "5"])
+    mask = np.asarray([1, 0, 1, 1, 1, 0, 0, 1, 1], bool)
+    for rows, picked in ((mask, [0, 2, 3, 4, 7, 8]), (np.asarray([8, 0, 4, 4]), [8, 0, 4, 4]),
+                         (np.zeros(0, np.int64), [])):
+        # By hand, on the ids themselves: a 0, x 1, 5 2 (5 and "5" alike, b"x" is "x").
+        by_hand = {"a": 0, "x": 1, "5": 2, 5: 2, b"x": 1}
+        expect = [by_hand.get(values[r], -1) for r in picked]
+        np.testing.assert_array_equal(catalogue_index(cat, values, rows), expect)
+        vocab, code = ids.vocab_codes(cat, values, rows)
+        ref_vocab, ref_code = ids.vocab_codes(cat, values[picked])
+        assert vocab.tolist() == ref_vocab.tolist()
+        np.testing.assert_array_equal(code, ref_code)
+    with pytest.raises(ValueError, match="boolean rows mask"):
+        catalogue_index(cat, values, mask[:3])
+    with pytest.raises(ValueError, match="1-D array of ids"):
+        catalogue_index(cat, values.reshape(3, 3), [0])
+    with pytest.raises(ValueError, match="integer positions"):
+        catalogue_index(cat, values, np.asarray([0.5]))
+
+
 def test_positive_counts_over_the_catalogue():
     inter = {"user_id": _obj(["u", "u", "v", "v", "w"]), "item_id": _obj(["a", "b", "a", "q", "b"]),
              "label": np.ones(5, np.float32), "positive": np.asarray([1, 1, 1, 1, 0], bool)}

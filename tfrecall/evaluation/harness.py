@@ -18,7 +18,6 @@ from tfrecall.evaluation.baselines import (
     DEFAULT_EASE_MAX_BYTES,
     EASE,
     ItemCF,
-    popularity_scores,
     select_ease_l2,
 )
 from tfrecall.evaluation.metrics import (
@@ -62,10 +61,10 @@ def make_eval_set(
     te_pos, tr_pos = np.flatnonzero(te["positive"]), np.flatnonzero(tr["positive"])
     # Integer pairs (`PairSets`), not dicts of Python sets: on a 25M-row log the sets
     # kept 1.3 GiB.
-    u_te = catalogue_index(user_ids, te["user_id"][te_pos])
-    i_te = catalogue_index(catalogue, te["item_id"][te_pos])  # -1: a miss in the metrics
-    u_tr = catalogue_index(user_ids, tr["user_id"][tr_pos])
-    i_tr = catalogue_index(catalogue, tr["item_id"][tr_pos])
+    u_te = catalogue_index(user_ids, te["user_id"], te_pos)
+    i_te = catalogue_index(catalogue, te["item_id"], te_pos)  # -1: a miss in the metrics
+    u_tr = catalogue_index(user_ids, tr["user_id"], tr_pos)
+    i_tr = catalogue_index(catalogue, tr["item_id"], tr_pos)
     keep = (u_tr >= 0) & (i_tr >= 0)
     empty = np.zeros(0, np.int64)
     return EvalSet(
@@ -73,7 +72,9 @@ def make_eval_set(
         catalogue=catalogue,
         targets=PairSets(u_te[u_te >= 0], i_te[u_te >= 0]),
         exclude=PairSets(u_tr[keep], i_tr[keep]) if exclude_train else PairSets(empty, empty),
-        item_popularity=popularity_scores(tr["item_id"][tr_pos], catalogue),
+        # = popularity_scores(tr["item_id"][tr_pos], catalogue), from the codes above
+        item_popularity=np.bincount(i_tr[i_tr >= 0], minlength=len(catalogue)).astype(
+            np.float32),
         train_user_idx=u_tr[keep],
         train_item_idx=i_tr[keep],
         exclude_train=exclude_train,

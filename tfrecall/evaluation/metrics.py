@@ -59,12 +59,31 @@ class PairSets(Mapping):
         items = np.asarray(items, np.int64).reshape(-1)
         if len(users) != len(items):
             raise ValueError(f"{len(users)} users for {len(items)} items")
-        order = np.lexsort((items, users))
-        users, items = users[order], items[order]
-        first = np.ones(len(users), bool)
-        first[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
-        users, items = users[first], items[first]
-        self._users, starts = np.unique(users, return_index=True)
+        lo = min(int(items.min()), 0) if len(items) else 0
+        span = (int(items.max()) if len(items) else 0) - lo + 1
+        top = int(np.abs(users).max()) if len(users) else 0
+        if len(users) and users.min() >= 0 and top < (2 ** 63 - 1) // span - 1:
+            # One int64 key per pair, sorted in place: a lexsort and its gathers held four
+            # 20M-pair arrays at once (about 1.2 GiB on a 25M-row log's exclusions).
+            key = users * span + (items - lo)
+            del users, items
+            key.sort()
+            first = np.ones(len(key), bool)
+            first[1:] = key[1:] != key[:-1]
+            key = key[first]
+            del first
+            users, items = np.divmod(key, span)
+            del key
+            items += lo
+        else:  # negative users, or a key that would overflow int64
+            order = np.lexsort((items, users))
+            users, items = users[order], items[order]
+            first = np.ones(len(users), bool)
+            first[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
+            users, items = users[first], items[first]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else \
+            np.zeros(0, np.int64)
+        self._users = users[starts]
         self._offsets = np.append(starts, len(items)).astype(np.int64)
         self._items = items.astype(np.int32 if len(items) and
                                    np.abs(items).max() < 2 ** 31 else np.int64)

@@ -169,7 +169,10 @@ def train_stage(ctx: Context, fit: RecallData, validation: Optional[RecallData],
     if config.batch_size is None:
         raise ValueError("train_stage needs a resolved batch size: build the Context from "
                          "recipe.config.with_batch(config, training positives)")
-    user_table = user_feature_table(prep.data, fit, prep.user_ids, config)
+    # The whole training split's table is prepare's (a second copy of every history held
+    # the 25M-row run's peak: 3.3 GiB); a search stage's fit split needs its own.
+    user_table = (prep.user_table if fit is prep.train
+                  else user_feature_table(prep.data, fit, prep.user_ids, config))
     # Vocabularies come from the training side only, so held-out ids behave like the
     # unseen ids of production (OOV), and the catalogue's item features are all known.
     fit_users = set(fit.interactions["user_id"].tolist())

@@ -37,8 +37,8 @@ def positive_index_pairs(data: RecallData, user_ids: np.ndarray,
     (rows with ids outside them are dropped)."""
     inter = data.interactions
     mask = np.asarray(inter["positive"], bool)
-    u = catalogue_index(user_ids, np.asarray(inter["user_id"], dtype=object)[mask])
-    i = catalogue_index(catalogue, np.asarray(inter["item_id"], dtype=object)[mask])
+    u = catalogue_index(user_ids, inter["user_id"], mask)
+    i = catalogue_index(catalogue, inter["item_id"], mask)
     keep = (u >= 0) & (i >= 0)
     return u[keep], i[keep]
 

@@ -199,11 +199,11 @@ class TrainingSamples:
                              f"{self.train.num_interactions} rows) to build samples from")
         users, code = vocab_codes(self.user_store.ids, inter["user_id"])
         in_log = np.count_nonzero(np.bincount(code, minlength=len(users)))
-        code = code[mask]
+        if not mask.all():  # (a log of positives only keeps its one array of codes)
+            code = code[mask]
         # Items: the catalogue, its padding id "" (N), then positives off it; idx = code < N.
         n = len(self.catalogue)
-        items, item_code = vocab_codes(np.append(self.catalogue, ""),
-                                       np.asarray(inter["item_id"], dtype=object)[mask])
+        items, item_code = vocab_codes(np.append(self.catalogue, ""), inter["item_id"], mask)
         idx = np.where(item_code < n, item_code, -1)
         with_positives = np.count_nonzero(np.bincount(code, minlength=len(users)))
         self._counts["positives"] = int(mask.sum())
@@ -212,13 +212,22 @@ class TrainingSamples:
         self._counts["positives_off_catalogue"] = int(np.sum(idx < 0))
         requests = (np.asarray(inter["request_id"], dtype=object)[mask]
                     if "request_id" in inter else None)
-        heavy = np.bincount(code[idx >= 0], minlength=len(users)) >= n
+        # Positives on the catalogue per user, without a copy of the codes under a mask.
+        heavy = np.bincount(code, minlength=len(users)) - np.bincount(
+            code[idx < 0], minlength=len(users)) >= n
         if heavy.any():
             # Each such user's per-row negatives can only be masked (label -1).
             ok = (idx >= 0) & heavy[code]  # only users with >= N positives can cover it
             full = np.unique(code[ok] * n + idx[ok]) // n
             covering = np.bincount(full, minlength=len(users)) >= n
             self._counts["users_covering_catalogue"] = int(covering.sum())
+        # int32 codes where they fit (one at a time: each copy freed before the next), so
+        # the arrays held while `FeatureRows` copies them into tensors are half the size
+        # (20M positives: 229 MiB instead of 459).
+        if max(len(users), len(items)) < 2 ** 31:
+            code = code.astype(np.int32)
+            item_code = item_code.astype(np.int32)
+            idx = idx.astype(np.int32)
         return _Positives(users, code, items, item_code, idx, requests)
 
     def _easy(self) -> neg.CategoricalSampler:
@@ -551,6 +560,7 @@ class TrainingSamples:
 # The positive rows (`TrainingSamples._positives`): ``users`` (U,) the user store's ids then
 # the log's others, ``user_code`` (P,) into them; ``items`` the catalogue, "" then positives
 # off it, ``item_code`` (P,) into them; ``idx`` (P,) catalogue index (-1 off it); requests.
+# The three (P,) arrays are int32 where the vocabularies allow.
 _Positives = collections.namedtuple("_Positives", "users user_code items item_code idx requests")
 
 

@@ -45,22 +45,36 @@ def user_histories(
     # Integer codes throughout: on a 20M-positive log the per-user dicts of str this
     # replaced peaked at 3.9 GiB above the log's own size.
     first = ids.catalogue_index(user_ids, user_ids)  # each entry's first position
-    users = ids.catalogue_index(user_ids, inter["user_id"][pos])
-    vocab, items = ids.vocab_codes(np.empty(0, object), inter["item_id"][pos])
+    users = ids.catalogue_index(user_ids, inter["user_id"], pos)
+    vocab, items = ids.vocab_codes(np.empty(0, object), inter["item_id"], pos)
     bad = next((i for i in vocab.tolist() if separator in i), None)
     if bad is not None:
         raise ValueError(f"item id {bad!r} contains the history separator {separator!r}")
     time_key = inter["timestamp"][pos] if "timestamp" in inter else np.zeros(len(pos))
+    # By user, then time; ties keep log order (numpy's lexsort is a stable sort, the
+    # order an explicit row key would give). Rows of unknown users (-1) are left out,
+    # without masked copies when every user is known (the common case).
     known = users >= 0
-    order = np.flatnonzero(known)[np.lexsort((np.flatnonzero(known), time_key[known],
-                                              users[known]))]
+    if known.all():
+        order = np.lexsort((time_key, users))
+    else:
+        order = np.flatnonzero(known)
+        order = order[np.lexsort((time_key[order], users[order]))]
+    del time_key, pos
     users, items = users[order], items[order]
+    del order
     # An item taken twice keeps its latest position: the last of each (user, item) run
-    # in this order.
+    # in this order (a stable argsort of the pair keys; np.unique's sorted copies held
+    # twice the arrays at 20M positives).
     key = users * len(vocab) + items
-    _, last_reversed = np.unique(key[::-1], return_index=True)
-    latest = np.zeros(len(key), bool)
-    latest[len(key) - 1 - last_reversed] = True
+    by_key = np.argsort(key, kind="stable")
+    key = key[by_key]
+    last = np.ones(len(key), bool)
+    last[:-1] = key[1:] != key[:-1]
+    del key
+    latest = np.zeros(len(last), bool)
+    latest[by_key[last]] = True
+    del by_key, last
     users, items = users[latest], items[latest]
     ends = np.cumsum(np.bincount(users, minlength=len(user_ids)))
     recent = ends[users] - 1 - np.arange(len(users)) < max_items
