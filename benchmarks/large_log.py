@@ -18,7 +18,9 @@ in a fresh process so peak RSS is that phase's alone:
    and peak RSS.
 
 With --phases=STEPS the train step is replaced by the same run in one process with its
-phases timed and their peak RSS measured one by one (fit cut to STEPS batches).
+phases timed and their peak RSS measured one by one (fit cut to STEPS batches); rows
+"(untracked, before X)" hold the peak of the code between two tracked phases (shown
+where it rose above the RSS around it).
 
 Peak RSS is the child's ``ru_maxrss`` from ``wait4``. Generation is not timed. Figures
 are printed as one Markdown table; nothing is asserted (see BENCHMARKS.md).
@@ -147,12 +149,19 @@ def status():
 def track(owner, name):
     fn = getattr(owner, name)
     def wrapped(*a, **k):
+        # The peak of the untracked code since the last phase (or the imports) first, so
+        # no step of the run escapes the table.
+        rss, peak = status()
+        rows.append({"phase": f"(untracked, before {name})", "s": 0.0, "rss": rss,
+                     "peak": peak})
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         t = time.time()
         out = fn(*a, **k)
         rss, peak = status()
         rows.append({"phase": name, "s": time.time() - t, "rss": rss, "peak": peak})
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the next untracked row starts here
         return out
     setattr(owner, name, wrapped)
 
@@ -167,7 +176,11 @@ for owner, name in [(job, "prepare"), (stage, "build_model"), (stage, "TrainingS
                     (harness, "evaluate_ease"), (job, "export_saved_model")]:
     track(owner, name)
 rows.append({"phase": "imports", "s": 0.0, "rss": status()[0], "peak": status()[1]})
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
 job.run(config_from_flags(verbose=0), log=lambda message: None)
+rows.append({"phase": "(untracked, to the end)", "s": 0.0, "rss": status()[0],
+             "peak": status()[1]})
 print(json.dumps(rows))
 """
 
@@ -213,8 +226,14 @@ def main():
         if args.phases:
             print(f"\n{rows:,} rows by phase (fit cut to {args.phases} batches)\n\n"
                   "| phase | seconds | RSS after | peak RSS in the phase |\n|---|---|---|---|")
+            rss_before = 0.0
             for p in phases(path, os.path.join(args.workdir, f"phases_{rows}"), args.phases,
                             shlex.split(args.train_flags)):
+                untracked = p["phase"].startswith("(untracked")
+                quiet = untracked and p["peak"] <= max(rss_before, p["rss"]) + 1
+                rss_before = p["rss"]
+                if quiet:  # nothing between the two phases rose above their RSS
+                    continue
                 print(f"| {p['phase']} | {p['s']:.1f} | {p['rss']:,.0f} MiB | "
                       f"{p['peak']:,.0f} MiB |", flush=True)
         elif not args.skip_train:

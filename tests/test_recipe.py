@@ -316,3 +316,47 @@ def test_share_rows_holds_the_log_once_with_the_split_as_read_only_views():
     part = data.subset(np.arange(10)), data.subset(np.arange(10, 20))
     out = share_rows(data, *part)
     assert all(a is b for a, b in zip(out, (data, *part), strict=True))
+
+
+@pytest.mark.parametrize("validation_fraction, built", [(0.0, 0), (0.2, 1)])
+def test_only_a_search_stage_builds_its_own_user_table(tmp_path, monkeypatch,
+                                                       validation_fraction, built):
+    """The final stage trains on the whole training split and takes prepare's user table
+    (every user's history) as it is: building it again held the 25M-row run's peak. A
+    search stage's fit split has other histories and builds its own."""
+    from tfrecall.recipe import stage
+
+    tables = []
+
+    def counted(data, fit, user_ids, config):
+        tables.append(fit.num_interactions)
+        return recipe.user_feature_table(data, fit, user_ids, config)
+
+    monkeypatch.setattr(stage, "user_feature_table", counted)
+    kept = []
+    real_store = stage.FeatureStore
+
+    def store(table, key, ids):
+        if key == "user_id":
+            kept.append(table)
+        return real_store(table, key, ids)
+
+    monkeypatch.setattr(stage, "FeatureStore", store)
+    config = RecipeConfig.from_flat(
+        synthetic_users=200, synthetic_items=100, epochs=1, teacher="off",
+        validation_fraction=validation_fraction, export=False, baselines=(), verbose=0,
+        model_dir=str(tmp_path / "run"))
+    prep_tables = []
+    real_prepare = recipe.job.prepare
+
+    def prepare(*args, **kwargs):
+        prep_tables.append(real_prepare(*args, **kwargs))
+        return prep_tables[-1]
+
+    monkeypatch.setattr(recipe.job, "prepare", prepare)
+    recipe.run(config, log=lambda *_: None)
+    assert len(tables) == built
+    assert kept[-1] is prep_tables[0].user_table  # the final stage's
+    if built:
+        assert kept[0] is not prep_tables[0].user_table
+        assert tables[0] < prep_tables[0].train.num_interactions  # the fit split's rows

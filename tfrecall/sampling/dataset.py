@@ -41,7 +41,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from tfrecall.ids import catalogue_index, positive_counts, vocab_codes
 from tfrecall.io.schema import RecallData
 from tfrecall.sampling import negatives as neg
 from tfrecall.sampling.config import EASY_SOURCES, SamplingConfig
+from tfrecall.sampling.epochs import epoch_batches
 from tfrecall.sampling.features import FeatureRows, FeatureStore
 from tfrecall.sampling.frequency import StreamingFrequencyEstimator
 from tfrecall.sampling.requests import RankerLists, graded_lists, ranked_requests
@@ -160,7 +161,8 @@ class TrainingSamples:
                  "pairwise": self._pairwise, "listwise": self._listwise,
                  "distill": self._distill}[config.view]
         num_rows, make_batch, post = build()
-        self.dataset = _epochs(num_rows, self.batch_size, config, make_batch, post, shard)
+        self.dataset = epoch_batches(num_rows, self.batch_size, config, make_batch, post,
+                                     shard)
         batches = num_rows // self.batch_size if config.drop_remainder else \
             -(-num_rows // self.batch_size)
         if num_shards > 1:
@@ -199,8 +201,7 @@ class TrainingSamples:
                              f"{self.train.num_interactions} rows) to build samples from")
         users, code = vocab_codes(self.user_store.ids, inter["user_id"])
         in_log = np.count_nonzero(np.bincount(code, minlength=len(users)))
-        if not mask.all():  # (a log of positives only keeps its one array of codes)
-            code = code[mask]
+        code = code if mask.all() else code[mask]  # a log of positives only: no copy
         # Items: the catalogue, its padding id "" (N), then positives off it; idx = code < N.
         n = len(self.catalogue)
         items, item_code = vocab_codes(np.append(self.catalogue, ""), inter["item_id"], mask)
@@ -212,8 +213,7 @@ class TrainingSamples:
         self._counts["positives_off_catalogue"] = int(np.sum(idx < 0))
         requests = (np.asarray(inter["request_id"], dtype=object)[mask]
                     if "request_id" in inter else None)
-        # Positives on the catalogue per user, without a copy of the codes under a mask.
-        heavy = np.bincount(code, minlength=len(users)) - np.bincount(
+        heavy = np.bincount(code, minlength=len(users)) - np.bincount(  # on the catalogue
             code[idx < 0], minlength=len(users)) >= n
         if heavy.any():
             # Each such user's per-row negatives can only be masked (label -1).
@@ -221,13 +221,12 @@ class TrainingSamples:
             full = np.unique(code[ok] * n + idx[ok]) // n
             covering = np.bincount(full, minlength=len(users)) >= n
             self._counts["users_covering_catalogue"] = int(covering.sum())
-        # int32 codes where they fit (one at a time: each copy freed before the next), so
-        # the arrays held while `FeatureRows` copies them into tensors are half the size
-        # (20M positives: 229 MiB instead of 459).
-        if max(len(users), len(items)) < 2 ** 31:
-            code = code.astype(np.int32)
-            item_code = item_code.astype(np.int32)
-            idx = idx.astype(np.int32)
+        # int32 where they fit, one array at a time: `FeatureRows` copies them into tensors
+        # while they are held (20M positives: 229 MiB instead of 459).
+        small = max(len(users), len(items)) < 2 ** 31
+        code = code.astype(np.int32) if small else code
+        item_code = item_code.astype(np.int32) if small else item_code
+        idx = idx.astype(np.int32) if small else idx
         return _Positives(users, code, items, item_code, idx, requests)
 
     def _easy(self) -> neg.CategoricalSampler:
@@ -560,7 +559,7 @@ class TrainingSamples:
 # The positive rows (`TrainingSamples._positives`): ``users`` (U,) the user store's ids then
 # the log's others, ``user_code`` (P,) into them; ``items`` the catalogue, "" then positives
 # off it, ``item_code`` (P,) into them; ``idx`` (P,) catalogue index (-1 off it); requests.
-# The three (P,) arrays are int32 where the vocabularies allow.
+# The (P,) arrays are int32 where the vocabularies allow.
 _Positives = collections.namedtuple("_Positives", "users user_code items item_code idx requests")
 
 
@@ -572,46 +571,6 @@ def _in_segment(seg, m, n, u):
 
 def _log(counts: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.math.log(counts), tf.float32)
-
-
-def _epochs(num_rows: int, batch_size: int, config: SamplingConfig,
-            make_batch: Callable, post: Optional[Callable], shard=(1, 0)) -> tf.data.Dataset:
-    """Index pipeline: one epoch key per iteration -> permutation -> batches -> one map.
-
-    ``Dataset.random(seed, rerandomize_each_iteration=True)`` gives each iteration
-    (epoch) a new key, deterministically from the seed; the permutation and every
-    batch's negatives are stateless functions of ``(key, batch number)``; a shard keeps
-    its batch numbers (``Dataset.shard``) before any batch is built.
-    """
-    if num_rows == 0:
-        raise ValueError("no training example: the view found nothing to build samples from")
-    num_batches = num_rows // batch_size if config.drop_remainder else -(-num_rows // batch_size)
-    if num_batches == 0:
-        raise ValueError(f"drop_remainder with batch_size={batch_size} > {num_rows} examples "
-                         "leaves no batch")
-    static_batch = batch_size if config.drop_remainder else None
-
-    def epoch(key):
-        if config.shuffle:
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(num_rows, dtype=tf.int64), seed=tf.stack([key, -1]))
-        else:
-            order = tf.range(num_rows, dtype=tf.int64)
-
-        def rows_of(b):
-            rows = order[b * batch_size:tf.minimum((b + 1) * batch_size, num_rows)]
-            if static_batch is not None:
-                rows = tf.ensure_shape(rows, [static_batch])
-            return rows, tf.stack([key, b])
-
-        return tf.data.Dataset.range(num_batches).shard(*shard).map(rows_of)
-
-    keys = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).take(1)
-    ds = keys.flat_map(epoch).map(make_batch, num_parallel_calls=tf.data.AUTOTUNE,
-                                  deterministic=True)
-    if post is not None:
-        ds = ds.map(post)  # sequential: it updates a stateful estimator in batch order
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def make_training_dataset(
