@@ -132,6 +132,15 @@ def test_resolve_teacher_modes():
         got, teacher = resolve_teacher(RecipeConfig(teacher=mode), *args, True, log=lines.append)
         assert got == mode and teacher.top_n == 20 and teacher.ratio == 0.2
         assert teacher.l2 is not None  # prepared: lambda chosen on the training split
+    # The budget counts users and items with training positives, as EASE's fit does: a
+    # catalogue of 200 more items never positive (8 x 206: 27,904 bytes by hand, against
+    # 864 for the 8 x 6 active) stays within a 5,000-byte budget.
+    from tfrecall.evaluation.baselines import EASE
+    assert EASE.memory_bytes(8, 6) == 864 and EASE.memory_bytes(8, 206) == 27904
+    wide = np.concatenate([args[2], np.asarray([f"x{j}" for j in range(200)], object)])
+    got, teacher = resolve_teacher(RecipeConfig(), train, args[1], wide, True,
+                                   log=lines.append, max_bytes=5000)
+    assert got == "auto" and teacher.l2 is not None
     with pytest.raises(ValueError, match="teacher"):
         RecipeConfig(teacher="sometimes")
 

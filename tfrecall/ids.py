@@ -101,8 +101,8 @@ def vocab_codes(known: np.ndarray, values: np.ndarray,
       (array(['a', 'b', 'z'], dtype=object), array([1, 2, 0, 2]))
     """
     known = np.asarray(known, dtype=object).reshape(-1)
-    flat, shape = _flat_rows(values, rows)
-    code = catalogue_index(known, values, rows).reshape(-1)
+    flat, shape = _flat_rows(values, rows)  # a mask becomes positions once, here
+    code = catalogue_index(known, values, None if rows is None else flat.rows).reshape(-1)
     # The values missing from `known`, a chunk at a time (for 20M new ids one `astype(str)
     # .tolist()` of them all peaked at 1.5 GiB above the log); a chunk's ids not seen
     # before take the next codes, in order of appearance.

@@ -84,11 +84,11 @@ class EaseTeacher:
         self.top_n, self.ratio, self.l2, self.max_bytes = int(top_n), float(ratio), l2, max_bytes
 
     def prepare(self, train: RecallData, user_ids: np.ndarray, catalogue: np.ndarray,
-                log=print, k: int = 100) -> "EaseTeacher":
+                log=print, k: int = 100, pairs=None) -> "EaseTeacher":
         """Chooses lambda on the training split (never the test split) by validation
-        Recall@`k`, if not given."""
+        Recall@`k`, if not given; `pairs`: `positive_index_pairs` of these, if at hand."""
         if self.l2 is None:
-            u, i = positive_index_pairs(train, user_ids, catalogue)
+            u, i = positive_index_pairs(train, user_ids, catalogue) if pairs is None else pairs
             try:
                 self.l2, _ = select_ease_l2(u, i, len(user_ids), len(catalogue), k=k,
                                             max_bytes=self.max_bytes)
@@ -166,9 +166,9 @@ def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: 
     largest cut-off).
 
     ``teacher_top_n=0`` is "off". "auto" needs the in_batch view, a validation slice to
-    choose on and EASE within its memory budget; without any of them it is "off", and the
-    log says why. "on"
-    where EASE does not fit is an error (`EaseTeacher.prepare`).
+    choose on and EASE within its memory budget (counted, as EASE's fit counts it, over
+    the users and items with training positives); without any of them it is "off", and
+    the log says why. "on" where EASE does not fit is an error (`EaseTeacher.prepare`).
     """
     mode = config.teacher if config.teacher_top_n else "off"
     if mode == "off":
@@ -184,9 +184,12 @@ def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: 
         if not has_validation:
             log("teacher: off (auto chooses on the validation slice, and this run has none)")
             return "off", None
-        try:
-            EASE(1.0, teacher.max_bytes).check_budget(len(user_ids), len(catalogue))
+    pairs = positive_index_pairs(train, user_ids, catalogue)
+    if mode == "auto":
+        try:  # a catalogue's items never positive take no room in EASE
+            EASE(1.0, teacher.max_bytes).check_budget(len(np.unique(pairs[0])),
+                                                      len(np.unique(pairs[1])))
         except MemoryError as e:
             log(f"teacher: off ({e})")
             return "off", None
-    return mode, teacher.prepare(train, user_ids, catalogue, log, k=k)
+    return mode, teacher.prepare(train, user_ids, catalogue, log, k=k, pairs=pairs)
