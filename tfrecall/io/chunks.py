@@ -13,11 +13,23 @@ import itertools
 import math
 import os
 import warnings
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import (
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
 
 import numpy as np
 
 from tfrecall.io.errors import DataError, PathLike
+from tfrecall.io.int_ids import IntIds, canonical_int_ids
 
 # Rows converted at a time: bounds the memory of the raw strings. Small chunks also keep
 # the process small afterwards: a chunk's millions of short-lived str objects fill
@@ -39,7 +51,8 @@ class Chunk:
     Attributes:
       path: the file.
       columns: column name -> the raw str values (a tuple, or an object array); a column
-        `read_chunks` was asked to parse as a number may instead be a numeric array.
+        `read_chunks` was asked to parse as a number may instead be a numeric array,
+        one it was asked to parse as integer ids an `IntIds` (`to_ids` takes both).
       lines: ``(n,) int64`` the 1-based line on which each row starts.
     """
 
@@ -144,6 +157,7 @@ def read_chunks(
     quoting: int = csv.QUOTE_MINIMAL,
     chunk_rows: Optional[int] = CHUNK_ROWS,
     numbers: Optional[Mapping[str, type]] = None,
+    int_ids: Sequence[str] = (),
 ) -> Iterator[Chunk]:
     """Reads a delimited text file into column chunks, checking its shape.
 
@@ -161,6 +175,11 @@ def read_chunks(
         them and these columns come as numeric arrays, the others as object arrays
         of str; a chunk's `Chunk.as_read` gives the same rows as the csv reader parses
         them. From the first block that is not plain, the csv reader reads the rest.
+      int_ids: with ``numbers``, id columns a plain block may hold as integers: where
+        every value of such a column in a block is written as Python writes an int
+        ("7", "-3"; not "007", "+7" or " 7"), it comes as an `IntIds`
+        (`tfrecall.io.int_ids`), else as str. After a block whose ids do not all
+        parse as integers, the rest of the file is read as str.
 
     Yields:
       `Chunk`s in file order; at least one.
@@ -174,7 +193,8 @@ def read_chunks(
         raise DataError("no such file", path=path)
     try:
         with open(path, newline="", encoding=encoding) as f:
-            yield from _chunks_of(f, path, delimiter, names, quoting, chunk_rows, numbers)
+            yield from _chunks_of(f, path, delimiter, names, quoting, chunk_rows, numbers,
+                                  int_ids)
     except UnicodeDecodeError as e:
         raise DataError(
             f"not valid {encoding} text ({e.reason}); save the file as UTF-8",
@@ -183,14 +203,15 @@ def read_chunks(
         ) from None
 
 
-def _chunks_of(f, path, delimiter, names, quoting, chunk_rows, numbers) -> Iterator[Chunk]:
+def _chunks_of(f, path, delimiter, names, quoting, chunk_rows, numbers,
+               int_ids=()) -> Iterator[Chunk]:
     if numbers is not None and names is None and chunk_rows and len(delimiter) == 1:
         line = f.readline()
         if line.strip() and '"' not in line and "\x00" not in line:
             header = [name.strip() for name in line.rstrip("\r\n").split(delimiter)]
             check_header(header, path)
             yield from _nonempty(_plain_chunks(f, path, delimiter, header, quoting,
-                                               chunk_rows, numbers), path)
+                                               chunk_rows, numbers, int_ids), path)
             return
         f = itertools.chain([line], f)  # not a plain header line: the csv reader reads it
     blocks = _record_blocks(f, path, delimiter, quoting, chunk_rows)
@@ -238,24 +259,46 @@ def _record_chunks(blocks, path, header, delimiter) -> Iterator[Chunk]:
 # "Reading a log with numpy's parser"). It knows no quoting, reports errors without our
 # line and column, and skips blank lines, so it only takes blocks where none of that can
 # matter, and the csv reader takes over for good at the first block it cannot take.
-def _plain_chunks(f, path, delimiter, header, quoting, size, numbers) -> Iterator[Chunk]:
-    dtype = np.dtype([(f"f{j}", numbers.get(name, object)) for j, name in enumerate(header)])
+def _plain_chunks(f, path, delimiter, header, quoting, size, numbers,
+                  int_ids=()) -> Iterator[Chunk]:
+    fields = [numbers.get(name, object) for name in header]
+    id_fields = [j for j, name in enumerate(header) if name in int_ids]
+    dtypes = _PlainDtypes(
+        np.dtype([(f"f{j}", kind) for j, kind in enumerate(fields)]),
+        np.dtype([(f"f{j}", object if np.dtype(kind).kind in "iu" else kind)
+                  for j, kind in enumerate(fields)]),
+        np.dtype([(f"f{j}", np.int64 if j in id_fields else kind)
+                  for j, kind in enumerate(fields)]) if id_fields else None,
+        id_fields)
     previous = 1  # the header line
     while True:
         texts = list(itertools.islice(f, size))
         if not texts:
             return
-        parsed = _parse_plain(texts, delimiter, quoting, dtype)
+        parsed, ids = _parse_plain(texts, delimiter, quoting, dtypes)
         if parsed is None:
             blocks = _record_blocks(itertools.chain(texts, f), path, delimiter, quoting, size,
                                     offset=previous)
             yield from _record_chunks(blocks, path, header, delimiter)
             return
+        if ids is None and dtypes.ids is not None:
+            dtypes = dtypes._replace(ids=None)  # ids not all integers: str from here on
         lines = np.arange(previous + 1, previous + len(texts) + 1)
         columns = {name: parsed[f"f{j}"] for j, name in enumerate(header)}
+        columns.update({header[j]: values for j, values in (ids or {}).items()})
         reparse = functools.partial(_reparse, texts, lines, path, header, delimiter, quoting)
         yield Chunk(path, columns, lines, reparse)
         previous += len(texts)
+
+
+class _PlainDtypes(NamedTuple):
+    """numpy's parse of a plain block: the block's fields (`read_chunks`' ``numbers``,
+    the others object), the same with integer fields as object (for blocks that are not
+    ASCII), and with the `id_fields` as int64 (None: ids as str)."""
+    plain: np.dtype
+    no_ints: np.dtype
+    ids: Optional[np.dtype]
+    id_fields: List[int]
 
 
 def convert_chunk(chunk: Chunk, convert: Callable[[Chunk, Optional[dict]], T],
@@ -274,16 +317,34 @@ def convert_chunk(chunk: Chunk, convert: Callable[[Chunk, Optional[dict]], T],
         return convert(chunk.as_read(), None)
 
 
-def _parse_plain(texts: List[str], delimiter: str, quoting: int,
-                 dtype: np.dtype) -> Optional[np.ndarray]:
+def _parse_plain(texts: List[str], delimiter: str, quoting: int, dtypes: _PlainDtypes
+                 ) -> Tuple[Optional[np.ndarray], Optional[Dict[int, IntIds]]]:
     """numpy's parse of a block of lines, or None unless the block is plain: no quote
     character (where quoting applies), NUL or bare CR line end, the header's number of
-    fields on every line, no blank line, and every number column parsed."""
+    fields on every line, no blank line, and every number column parsed. With
+    ``dtypes.ids``, first that way, the id fields as `IntIds` where each id is a
+    canonically written integer (`canonical_int_ids`); the second value is None where
+    not."""
     block = "".join(texts)
     # A line of the wrong width fails numpy's parse, a blank one the length check below.
     if ((quoting != csv.QUOTE_NONE and '"' in block) or "\x00" in block
             or ("\r" in block and block.count("\r") != block.count("\r\n"))):
-        return None
+        return None, None
+    if not block.isascii():
+        # numpy 2.4's integer parser crashes the process (a segfault, not an error) on
+        # some characters outside the BMP (U+E0100 in a timestamp field, found by
+        # fuzzing); integers in a block that is not ASCII are left to our converters.
+        return _loadtxt(texts, dtypes.no_ints, delimiter), None
+    if dtypes.ids is not None:
+        parsed = _loadtxt(texts, dtypes.ids, delimiter)
+        ids = None if parsed is None else canonical_int_ids(block, delimiter, parsed,
+                                                            dtypes.id_fields)
+        if ids is not None:
+            return parsed, ids
+    return _loadtxt(texts, dtypes.plain, delimiter), None
+
+
+def _loadtxt(texts: List[str], dtype: np.dtype, delimiter: str) -> Optional[np.ndarray]:
     try:
         with _gc_paused(), warnings.catch_warnings():
             warnings.simplefilter("error")  # e.g. "input contained no data": blank lines
@@ -411,7 +472,10 @@ def require_columns(chunk: Chunk, required: Sequence[str], what: str = "") -> No
 def to_ids(chunk: Chunk, column: str, cache: Optional[dict] = None) -> np.ndarray:
     """``(n,) object`` stripped, non-empty str ids; `cache` shares equal strings."""
     cache = {} if cache is None else cache
-    ids = _shared(chunk.columns[column], cache)
+    raw = chunk.columns[column]
+    if isinstance(raw, IntIds):
+        return raw.strings(cache)  # canonically written integers: none is empty
+    ids = _shared(raw, cache)
     if "" in cache:
         raise chunk.error(ids.index(""), column, "empty id; every row needs one")
     return object_array(ids)
@@ -419,7 +483,10 @@ def to_ids(chunk: Chunk, column: str, cache: Optional[dict] = None) -> np.ndarra
 
 def to_strings(chunk: Chunk, column: str, cache: Optional[dict] = None) -> np.ndarray:
     """``(n,) object`` stripped str values ("" = missing)."""
-    return object_array(_shared(chunk.columns[column], cache))
+    raw = chunk.columns[column]
+    if isinstance(raw, IntIds):
+        return raw.strings({} if cache is None else cache)
+    return object_array(_shared(raw, cache))
 
 
 def _shared(raw, cache: Optional[dict]) -> list:

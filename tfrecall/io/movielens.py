@@ -185,7 +185,8 @@ def _classic_chunks(path: Path, names, delimiter: str, chunk_rows=None):
 
 def _read_ratings(layout: Layout, min_rating: float) -> Table:
     if layout.kind == "latest":
-        source = chunks.read_chunks(layout.ratings, numbers=RATING_NUMBERS)
+        source = chunks.read_chunks(layout.ratings, numbers=RATING_NUMBERS,
+                                    int_ids=("userId", "movieId"))
     else:
         delimiter = "\t" if layout.kind == "100k" else "::"
         source = _classic_chunks(

@@ -104,7 +104,7 @@ def read_interactions_csv(
     columns = ColumnBuffer()
     caches: Dict[str, dict] = {"id": {}, "event": {}, "request_id": {}}
     for number, chunk in enumerate(read_chunks(path, chunk_rows=chunk_rows,
-                                               numbers=NUMBER_COLUMNS)):
+                                               numbers=NUMBER_COLUMNS, int_ids=ID_COLUMNS)):
         if number == 0:
             require_columns(chunk, ("user_id", "item_id"))
             ignored = [c for c in chunk.columns if c not in INTERACTION_COLUMNS]
@@ -119,6 +119,8 @@ def read_interactions_csv(
 # The columns numpy's parser may read as numbers (`read_chunks`): the converters below
 # take them as they are; a label or score of "1e400" still fails their checks.
 NUMBER_COLUMNS = {"label": np.float64, "timestamp": np.int64, "ranker_score": np.float64}
+# The id columns it may read as integers where a block writes them so (`read_chunks`).
+ID_COLUMNS = ("user_id", "item_id")
 
 
 def normalized_event_labels(event_labels: Optional[Mapping[str, float]]) -> Dict[str, float]:

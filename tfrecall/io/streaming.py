@@ -265,7 +265,8 @@ def scan_interactions_csv(
     mapping = readers.normalized_event_labels(event_labels)
     first = True
     for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows,
-                                    numbers=readers.NUMBER_COLUMNS):
+                                    numbers=readers.NUMBER_COLUMNS,
+                                    int_ids=readers.ID_COLUMNS):
         if first:
             chunks.require_columns(chunk, ("user_id", "item_id"))
             _require_stats_columns(chunk, stats, set(chunk.columns) | {"label", "positive"})

@@ -1,0 +1,146 @@
+"""Id columns written as integers (`tfrecall.io.int_ids`, `read_chunks(int_ids=...)`).
+
+The reference is the csv reader's path (`read_chunks` without ``numbers``): every table
+must equal it exactly, str ids and all, whichever way a block's ids were parsed.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfrecall.io import chunks, readers
+from tfrecall.io.int_ids import IntIds, canonical_int_ids, field_widths
+
+HEADER = "user_id,item_id,label,timestamp\n"
+
+
+def int_rows(n=40, start=0):
+    return [f"{(r * 7) % 13 - 3},{10 ** (r % 6) + r % 4},{1 + r % 5},{1_000_000 + r}\n"
+            for r in range(start, start + n)]
+
+
+def write(tmp_path, lines, name="log.csv", header=HEADER, newline="\n"):
+    path = tmp_path / name
+    text = "".join([header, *lines])
+    path.write_bytes(text.replace("\n", newline).encode("utf-8"))
+    return path
+
+
+def csv_reader_table(path, chunk_rows=8):
+    mapping = readers.normalized_event_labels(None)
+    caches = {"id": {}, "event": {}, "request_id": {}}
+    buffer = chunks.ColumnBuffer()
+    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows):
+        assert chunk.exact
+        buffer.append(readers.convert_interactions(chunk, mapping, caches))
+    return buffer.arrays()
+
+
+def assert_same_table(got, want):
+    assert sorted(got) == sorted(want)
+    for name in want:
+        assert got[name].dtype == want[name].dtype, name
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def id_kinds(path, chunk_rows=8):
+    """Per chunk: whether (user_id, item_id) came as `IntIds`."""
+    return [(isinstance(c.columns["user_id"], IntIds), isinstance(c.columns["item_id"], IntIds))
+            for c in chunks.read_chunks(path, chunk_rows=chunk_rows,
+                                        numbers=readers.NUMBER_COLUMNS,
+                                        int_ids=readers.ID_COLUMNS)]
+
+
+def test_field_widths_by_hand():
+    np.testing.assert_array_equal(field_widths("12,ab,3\n4,,56\n", ",", 2, 3),
+                                  [[2, 2, 1], [1, 0, 2]])
+    # The last line without a line end, "\r\n" ends, a multi-byte character elsewhere.
+    np.testing.assert_array_equal(field_widths("1,é\r\n22,x", ",", 2, 2), [[1, 2], [2, 1]])
+    assert field_widths("1,2\n3\n", ",", 2, 2) is None   # a short line
+    assert field_widths("1;2\n", ";;", 1, 2) is None    # a delimiter of two characters
+    assert field_widths("1\u20442\n", "\u2044", 1, 2) is None  # not one byte in UTF-8
+
+
+def test_canonical_int_ids_by_hand():
+    block = "7,-3\n12,7\n7,0\n"
+    parsed = np.loadtxt(block.splitlines(True), dtype=np.dtype([("f0", np.int64),
+                                                                ("f1", np.int64)]),
+                        delimiter=",", ndmin=1)
+    ids = canonical_int_ids(block, ",", parsed, [0, 1])
+    np.testing.assert_array_equal(ids[0].unique, [7, 12])
+    np.testing.assert_array_equal(ids[0].inverse, [0, 1, 0])
+    cache = {"7": "7"}
+    users = ids[0].strings(cache)
+    assert users.tolist() == ["7", "12", "7"] and users[0] is cache["7"] and users[2] is users[0]
+    assert ids[1].strings(cache).tolist() == ["-3", "7", "0"]
+    assert ids[1].strings(cache)[1] is users[0]  # one str per id across columns
+    for spelling in ("007", "+7", " 7", "7 ", "-0", "\t7"):
+        other = block.replace("12,", spelling + ",", 1)
+        parsed = np.loadtxt(other.splitlines(True), dtype=parsed.dtype, delimiter=",", ndmin=1)
+        assert canonical_int_ids(other, ",", parsed, [0, 1]) is None, spelling
+
+
+def test_integer_ids_come_as_integers_and_the_table_is_the_csv_readers(tmp_path):
+    path = write(tmp_path, int_rows())
+    assert id_kinds(path) == [(True, True)] * 5
+    table = readers.read_interactions_csv(path, chunk_rows=8)
+    assert_same_table(table, csv_reader_table(path))
+    assert table["user_id"].dtype == object and table["user_id"][0] == "-3"
+    assert table["item_id"][5] == "100001"  # row 5: 10 ** 5 + 1, by hand
+    # Equal ids are one object, across columns and chunks.
+    assert table["user_id"][0] is table["user_id"][13]
+    # Row 0's item (10 ** 0 + 0) and row 8's user (56 % 13 - 3), by hand: one "1".
+    assert table["item_id"][0] == "1" and table["item_id"][0] is table["user_id"][8]
+
+
+@pytest.mark.parametrize("spelling", ["007", "+7", " 7", "7 ", "-0", "\t7", "7\u00a0",
+                                      "7.0", "1e3", "u7", str(2 ** 70), "-" + str(2 ** 64)])
+def test_ids_written_otherwise_are_read_as_written(tmp_path, spelling):
+    lines = int_rows()
+    lines[19] = f"5,{spelling},3,1000\n"  # in the third block of 8
+    path = write(tmp_path, lines)
+    kinds = id_kinds(path)
+    assert kinds[:2] == [(True, True)] * 2
+    assert not any(user or item for user, item in kinds[2:])  # str from there on
+    table = readers.read_interactions_csv(path, chunk_rows=8)
+    assert_same_table(table, csv_reader_table(path))
+    assert table["item_id"][19] == spelling.strip()
+
+
+def test_crlf_line_ends_and_an_id_in_the_last_column(tmp_path):
+    path = write(tmp_path, [f"{r},{r * 10},{r % 4}\n" for r in range(20)],
+                 header="user_id,timestamp,item_id\n", newline="\r\n")
+    assert id_kinds(path) == [(True, True)] * 3
+    table = readers.read_interactions_csv(path, chunk_rows=8)
+    assert_same_table(table, csv_reader_table(path))
+    assert table["item_id"].tolist()[:5] == ["0", "1", "2", "3", "0"]
+
+
+def test_errors_in_other_columns_of_an_integer_id_block_are_the_csv_readers(tmp_path):
+    lines = int_rows()
+    lines[21] = "5,7,-1,1000\n"  # line 23 of the file: a negative label
+    path = write(tmp_path, lines)
+    with pytest.raises(Exception) as want:
+        csv_reader_table(path)
+    with pytest.raises(Exception) as got:
+        readers.read_interactions_csv(path, chunk_rows=8)
+    assert str(got.value) == str(want.value) and "line 23" in str(got.value)
+
+
+def test_a_character_that_crashes_numpys_integer_parser_is_an_error_not_a_crash(tmp_path):
+    """numpy 2.4's int64 parser segfaults on some characters outside the BMP (found by
+    fuzzing: U+E0100 alone in a field): a block that is not ASCII never reaches it."""
+    lines = int_rows()
+    lines[19] = "5,7,3,1\U000e0100\n"
+    path = write(tmp_path, lines)
+    code = ("import sys; from tfrecall.io import readers\n"
+            "from tfrecall.io.errors import DataError\n"
+            "try:\n    readers.read_interactions_csv(sys.argv[1], chunk_rows=8)\n"
+            "except DataError as e:\n    print(e)\n")
+    # A fresh process: a crash must fail this test, not end the test run.
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "line 21" in result.stdout and "timestamp" in result.stdout
