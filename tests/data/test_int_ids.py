@@ -95,8 +95,8 @@ def test_integer_ids_come_as_integers_and_the_table_is_the_csv_readers(tmp_path)
     assert table["item_id"][0] == "1" and table["item_id"][0] is table["user_id"][8]
 
 
-@pytest.mark.parametrize("spelling", ["007", "+7", " 7", "7 ", "-0", "\t7", "7\u00a0",
-                                      "7.0", "1e3", "u7", str(2 ** 70), "-" + str(2 ** 64)])
+@pytest.mark.parametrize("spelling", ["007", "+7", " 7", "7 ", "-0", "\t7", "7.0", "1e3",
+                                      "u7", str(2 ** 70), "-" + str(2 ** 64)])
 def test_ids_written_otherwise_are_read_as_written(tmp_path, spelling):
     lines = int_rows()
     lines[19] = f"5,{spelling},3,1000\n"  # in the third block of 8
@@ -104,6 +104,18 @@ def test_ids_written_otherwise_are_read_as_written(tmp_path, spelling):
     kinds = id_kinds(path)
     assert kinds[:2] == [(True, True)] * 2
     assert not any(user or item for user, item in kinds[2:])  # str from there on
+    table = readers.read_interactions_csv(path, chunk_rows=8)
+    assert_same_table(table, csv_reader_table(path))
+    assert table["item_id"][19] == spelling.strip()
+
+
+@pytest.mark.parametrize("spelling", ["7\u00a0", "\u00fc7"])
+def test_a_block_that_is_not_ascii_reads_its_ids_as_str_and_the_next_tries_again(tmp_path,
+                                                                                  spelling):
+    lines = int_rows()
+    lines[19] = f"5,{spelling},3,1000\n"  # in the third block of 8
+    path = write(tmp_path, lines)
+    assert id_kinds(path) == [(True, True)] * 2 + [(False, False)] + [(True, True)] * 2
     table = readers.read_interactions_csv(path, chunk_rows=8)
     assert_same_table(table, csv_reader_table(path))
     assert table["item_id"][19] == spelling.strip()

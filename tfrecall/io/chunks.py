@@ -178,8 +178,9 @@ def read_chunks(
       int_ids: with ``numbers``, id columns a plain block may hold as integers: where
         every value of such a column in a block is written as Python writes an int
         ("7", "-3"; not "007", "+7" or " 7"), it comes as an `IntIds`
-        (`tfrecall.io.int_ids`), else as str. After a block whose ids do not all
-        parse as integers, the rest of the file is read as str.
+        (`tfrecall.io.int_ids`), else as str. After an ASCII block whose ids are
+        not all written so, the rest of the file reads them as str (a block that is
+        not ASCII reads them as str, and the next block tries again).
 
     Yields:
       `Chunk`s in file order; at least one.
@@ -275,13 +276,13 @@ def _plain_chunks(f, path, delimiter, header, quoting, size, numbers,
         texts = list(itertools.islice(f, size))
         if not texts:
             return
-        parsed, ids = _parse_plain(texts, delimiter, quoting, dtypes)
+        parsed, ids, tried = _parse_plain(texts, delimiter, quoting, dtypes)
         if parsed is None:
             blocks = _record_blocks(itertools.chain(texts, f), path, delimiter, quoting, size,
                                     offset=previous)
             yield from _record_chunks(blocks, path, header, delimiter)
             return
-        if ids is None and dtypes.ids is not None:
+        if tried and ids is None:
             dtypes = dtypes._replace(ids=None)  # ids not all integers: str from here on
         lines = np.arange(previous + 1, previous + len(texts) + 1)
         columns = {name: parsed[f"f{j}"] for j, name in enumerate(header)}
@@ -318,30 +319,30 @@ def convert_chunk(chunk: Chunk, convert: Callable[[Chunk, Optional[dict]], T],
 
 
 def _parse_plain(texts: List[str], delimiter: str, quoting: int, dtypes: _PlainDtypes
-                 ) -> Tuple[Optional[np.ndarray], Optional[Dict[int, IntIds]]]:
+                 ) -> Tuple[Optional[np.ndarray], Optional[Dict[int, IntIds]], bool]:
     """numpy's parse of a block of lines, or None unless the block is plain: no quote
     character (where quoting applies), NUL or bare CR line end, the header's number of
     fields on every line, no blank line, and every number column parsed. With
     ``dtypes.ids``, first that way, the id fields as `IntIds` where each id is a
-    canonically written integer (`canonical_int_ids`); the second value is None where
-    not."""
+    canonically written integer (`canonical_int_ids`): the second value, None where
+    not; the third says whether the block was tried that way."""
     block = "".join(texts)
     # A line of the wrong width fails numpy's parse, a blank one the length check below.
     if ((quoting != csv.QUOTE_NONE and '"' in block) or "\x00" in block
             or ("\r" in block and block.count("\r") != block.count("\r\n"))):
-        return None, None
+        return None, None, False
     if not block.isascii():
         # numpy 2.4's integer parser crashes the process (a segfault, not an error) on
         # some characters outside the BMP (U+E0100 in a timestamp field, found by
         # fuzzing); integers in a block that is not ASCII are left to our converters.
-        return _loadtxt(texts, dtypes.no_ints, delimiter), None
+        return _loadtxt(texts, dtypes.no_ints, delimiter), None, False
     if dtypes.ids is not None:
         parsed = _loadtxt(texts, dtypes.ids, delimiter)
         ids = None if parsed is None else canonical_int_ids(block, delimiter, parsed,
                                                             dtypes.id_fields)
         if ids is not None:
-            return parsed, ids
-    return _loadtxt(texts, dtypes.plain, delimiter), None
+            return parsed, ids, True
+    return _loadtxt(texts, dtypes.plain, delimiter), None, dtypes.ids is not None
 
 
 def _loadtxt(texts: List[str], dtype: np.dtype, delimiter: str) -> Optional[np.ndarray]:
