@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tfrecall.io import chunks, readers
 from tfrecall.io.int_ids import IntIds, canonical_int_ids, field_widths
@@ -156,3 +158,25 @@ def test_a_character_that_crashes_numpys_integer_parser_is_an_error_not_a_crash(
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "line 21" in result.stdout and "timestamp" in result.stdout
+
+
+# Differential: random logs whose ids mix canonical integers with every other spelling
+# numpy's integer parser accepts, read both ways.
+_id_values = st.one_of(
+    st.integers(-(2 ** 63), 2 ** 63 - 1).map(str),
+    st.integers(-50, 50).map(str),
+    st.sampled_from(["007", "+7", "-0", "00", " 7", "7 ", "\t7", "1e3", "7.0", "u7",
+                     str(2 ** 64), "-" + str(2 ** 63 + 1), "9" * 25]),
+)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(_id_values, _id_values), min_size=1, max_size=30),
+       chunk_rows=st.integers(1, 9))
+def test_random_integer_like_ids_read_as_the_csv_reader_reads_them(tmp_path, pairs,
+                                                                   chunk_rows):
+    lines = [f"{user},{item},{1 + r % 3},{1000 + r}\n" for r, (user, item) in enumerate(pairs)]
+    path = write(tmp_path, lines)
+    assert_same_table(readers.read_interactions_csv(path, chunk_rows=chunk_rows),
+                      csv_reader_table(path, chunk_rows))
