@@ -84,8 +84,11 @@ def test_canonical_int_ids_by_hand():
         assert canonical_int_ids(other, ",", parsed, [0, 1]) is None, spelling
 
 
-def test_integer_ids_come_as_integers_and_the_table_is_the_csv_readers(tmp_path):
-    path = write(tmp_path, int_rows())
+@pytest.mark.parametrize("other", ["", ",\u00e9t\u00e9"])  # a request id, not ASCII
+def test_integer_ids_come_as_integers_and_the_table_is_the_csv_readers(tmp_path, other):
+    header = HEADER if not other else HEADER.replace("\n", ",request_id\n")
+    path = write(tmp_path, [row.replace("\n", other + "\n") for row in int_rows()],
+                 header=header)
     assert id_kinds(path) == [(True, True)] * 5
     table = readers.read_interactions_csv(path, chunk_rows=8)
     assert_same_table(table, csv_reader_table(path))
@@ -97,8 +100,9 @@ def test_integer_ids_come_as_integers_and_the_table_is_the_csv_readers(tmp_path)
     assert table["item_id"][0] == "1" and table["item_id"][0] is table["user_id"][8]
 
 
-@pytest.mark.parametrize("spelling", ["007", "+7", " 7", "7 ", "-0", "\t7", "7.0", "1e3",
-                                      "u7", str(2 ** 70), "-" + str(2 ** 64)])
+@pytest.mark.parametrize("spelling", ["007", "+7", " 7", "7 ", "-0", "\t7", "7\u00a0",
+                                      "\u00fc7", "7.0", "1e3", "u7", str(2 ** 70),
+                                      "-" + str(2 ** 64)])
 def test_ids_written_otherwise_are_read_as_written(tmp_path, spelling):
     lines = int_rows()
     lines[19] = f"5,{spelling},3,1000\n"  # in the third block of 8
@@ -111,9 +115,9 @@ def test_ids_written_otherwise_are_read_as_written(tmp_path, spelling):
     assert table["item_id"][19] == spelling.strip()
 
 
-@pytest.mark.parametrize("spelling", ["7\u00a0", "\u00fc7"])
-def test_a_block_that_is_not_ascii_reads_its_ids_as_str_and_the_next_tries_again(tmp_path,
-                                                                                  spelling):
+@pytest.mark.parametrize("spelling", ["7\U0001F600", "\U0001F6007"])
+def test_a_block_outside_the_bmp_reads_its_ids_as_str_and_the_next_tries_again(tmp_path,
+                                                                                spelling):
     lines = int_rows()
     lines[19] = f"5,{spelling},3,1000\n"  # in the third block of 8
     path = write(tmp_path, lines)

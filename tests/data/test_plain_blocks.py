@@ -63,9 +63,15 @@ def test_plain_blocks_are_parsed_by_numpy_and_equal_the_csv_readers_table(tmp_pa
     first = next(chunks.read_chunks(path, chunk_rows=8, numbers=readers.NUMBER_COLUMNS))
     assert not first.exact
     assert first.columns["label"].dtype == np.float64
-    # Not ASCII (row 2's "ü7"): integers are left to the converters (numpy's integer
-    # parser can crash on some characters; tests/data/test_int_ids.py).
-    assert first.columns["timestamp"].tolist()[:2] == ["1000000", "1000017"]
+    assert first.columns["timestamp"].dtype == np.int64  # "ü7" is in the BMP
+    astral = write(tmp_path, [line.replace("ü7", "\U0001F600") for line in rows()], "a.csv")
+    # Outside the BMP: integers are left to the converters (numpy's integer parser can
+    # crash on some such characters; tests/data/test_int_ids.py).
+    astral_first = next(chunks.read_chunks(astral, chunk_rows=8,
+                                           numbers=readers.NUMBER_COLUMNS))
+    assert astral_first.columns["timestamp"].tolist()[:2] == ["1000000", "1000017"]
+    assert_same_table(readers.read_interactions_csv(astral, chunk_rows=8),
+                      csv_reader_table(astral, 8))
     assert first.columns["user_id"].dtype == object
     assert first.columns["user_id"][1] == " u1 "  # as written; the converters strip
     np.testing.assert_array_equal(first.lines, np.arange(2, 10))
@@ -96,16 +102,17 @@ def test_plain_blocks_are_parsed_by_numpy_and_equal_the_csv_readers_table(tmp_pa
     "u1,i1,3,1000,click,r,\n",                       # an empty ranker score (NaN)
 ])
 def test_the_csv_reader_takes_over_at_the_first_block_numpy_cannot_take(tmp_path, line):
-    lines = [row.replace("ü7", "u7") for row in rows()]  # ASCII: numpy parses integers
+    lines = rows()
     lines.insert(19, line)  # in the third block of 8
     path = write(tmp_path, lines)
     assert plain_flags(path, 8)[:2] == [True, True]
     assert not any(plain_flags(path, 8)[2:])
     assert_same_table(readers.read_interactions_csv(path, chunk_rows=8),
                       csv_reader_table(path, 8))
-    lines = rows()  # not ASCII: the same table whichever path takes the third block
+    # Outside the BMP: the same table whichever path takes the third block.
+    lines = [row.replace("ü7", "\U0001F600") for row in rows()]
     lines.insert(19, line)
-    path = write(tmp_path, lines, "unicode.csv")
+    path = write(tmp_path, lines, "astral.csv")
     assert_same_table(readers.read_interactions_csv(path, chunk_rows=8),
                       csv_reader_table(path, 8))
 

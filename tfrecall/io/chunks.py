@@ -178,9 +178,9 @@ def read_chunks(
       int_ids: with ``numbers``, id columns a plain block may hold as integers: where
         every value of such a column in a block is written as Python writes an int
         ("7", "-3"; not "007", "+7" or " 7"), it comes as an `IntIds`
-        (`tfrecall.io.int_ids`), else as str. After an ASCII block whose ids are
-        not all written so, the rest of the file reads them as str (a block that is
-        not ASCII reads them as str, and the next block tries again).
+        (`tfrecall.io.int_ids`), else as str. After a block whose ids are not all
+        written so, the rest of the file reads them as str (a block with characters
+        outside the BMP is not tried: it reads them as str, and the next tries again).
 
     Yields:
       `Chunk`s in file order; at least one.
@@ -294,8 +294,8 @@ def _plain_chunks(f, path, delimiter, header, quoting, size, numbers,
 
 class _PlainDtypes(NamedTuple):
     """numpy's parse of a plain block: the block's fields (`read_chunks`' ``numbers``,
-    the others object), the same with integer fields as object (for blocks that are not
-    ASCII), and with the `id_fields` as int64 (None: ids as str)."""
+    the others object), the same with integer fields as object (for blocks with
+    characters outside the BMP), and with the `id_fields` as int64 (None: ids as str)."""
     plain: np.dtype
     no_ints: np.dtype
     ids: Optional[np.dtype]
@@ -331,10 +331,11 @@ def _parse_plain(texts: List[str], delimiter: str, quoting: int, dtypes: _PlainD
     if ((quoting != csv.QUOTE_NONE and '"' in block) or "\x00" in block
             or ("\r" in block and block.count("\r") != block.count("\r\n"))):
         return None, None, False
-    if not block.isascii():
+    if not block.isascii() and len(block.encode("utf-16-le")) != 2 * len(block):
         # numpy 2.4's integer parser crashes the process (a segfault, not an error) on
         # some characters outside the BMP (U+E0100 in a timestamp field, found by
-        # fuzzing); integers in a block that is not ASCII are left to our converters.
+        # fuzzing; every BMP character passed, alone and beside digits): integers in a
+        # block that has any (UTF-16 needs two units for each) go to our converters.
         return _loadtxt(texts, dtypes.no_ints, delimiter), None, False
     if dtypes.ids is not None:
         parsed = _loadtxt(texts, dtypes.ids, delimiter)

@@ -12,7 +12,8 @@ numpy's parser also accepts what the csv path keeps as a different id: "007", "+
 whitespace that ``str.strip`` removes as well as unicode spaces. So a block takes this
 path only where every value of the column is written exactly as Python writes the
 integer (`canonical_int_ids`): any other spelling of an accepted integer is longer than
-that, so comparing each field's width in the block with its canonical width is exact.
+that (in bytes, too: the widths are counted in the block's UTF-8), so comparing each
+field's width in the block with its canonical width is exact.
 No library offers this (numpy's ``np.unique`` of the text would compare str objects one
 by one, the cost avoided here), hence this module.
 """
