@@ -13,7 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfrecall.io import chunks, readers
-from tfrecall.io.int_ids import IntIds, canonical_int_ids, field_widths
+from tfrecall.io.int_ids import (
+    IntIds,
+    canonical_int_ids,
+    decimal_widths,
+    distinct,
+    field_widths,
+)
 
 HEADER = "user_id,item_id,label,timestamp\n"
 
@@ -63,6 +69,34 @@ def test_field_widths_by_hand():
     assert field_widths("1,2\n3\n", ",", 2, 2) is None   # a short line
     assert field_widths("1;2\n", ";;", 1, 2) is None    # a delimiter of two characters
     assert field_widths("1\u20442\n", "\u2044", 1, 2) is None  # not one byte in UTF-8
+
+
+def test_decimal_widths_are_the_lengths_of_str():
+    rng = np.random.default_rng(0)
+    edges = [0, 1, -1, 9, 10, -9, -10, 2 ** 63 - 1, -2 ** 63, -2 ** 63 + 1]
+    edges += [s * (10 ** k + d) for k in range(19) for d in (-1, 0) for s in (1, -1)]
+    values = np.array(edges + rng.integers(-2 ** 63, 2 ** 63 - 1, 2000).tolist(), np.int64)
+    np.testing.assert_array_equal(decimal_widths(values), [len(str(v)) for v in values.tolist()])
+
+
+@pytest.mark.parametrize("values", [
+    [7], [3, 3, 3], [5, -2, 5, 0, -2], [2 ** 63 - 1, -2 ** 63, 0],  # a span np.unique takes
+    list(range(-3, 40, 3)) * 2, [10 ** 12, 10 ** 12 + 5, 10 ** 12],
+])
+def test_distinct_is_np_unique(values):
+    values = np.array(values, np.int64)
+    unique, inverse = distinct(values)
+    want_unique, want_inverse = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(unique, want_unique)
+    np.testing.assert_array_equal(inverse, want_inverse.reshape(-1))
+
+
+def test_integer_ids_are_written_out_once_per_file():
+    cache = {}
+    first = IntIds(np.array([3, 12]), np.array([0, 1, 0])).strings(cache)
+    again = IntIds(np.array([12, 40]), np.array([1, 0])).strings(cache)
+    assert first.tolist() == ["3", "12", "3"] and again.tolist() == ["40", "12"]
+    assert again[1] is first[1] and cache[12] is first[1] and cache["12"] is first[1]
 
 
 def test_canonical_int_ids_by_hand():

@@ -43,11 +43,50 @@ class IntIds:
         return len(self.inverse)
 
     def strings(self, cache: dict) -> np.ndarray:
-        """``(n,) object`` the ids as str, equal strings one object through `cache`."""
-        names = list(map(str, self.unique.tolist()))
-        shared = np.empty(len(names), dtype=object)
-        shared[:] = list(map(cache.setdefault, names, names))
+        """``(n,) object`` the ids as str, equal strings one object through `cache`.
+
+        `cache` is the reader's str -> str cache; it also keeps each integer read this way
+        -> its str (int keys: no str key equals them), so an id is written out once per
+        file, not once per block.
+        """
+        values = self.unique.tolist()
+        shared = np.empty(len(values), dtype=object)
+        shared[:] = list(map(cache.get, values))
+        for j in np.flatnonzero(np.equal(shared, None)).tolist():  # new ids
+            name = str(values[j])
+            shared[j] = cache[values[j]] = cache.setdefault(name, name)
         return shared[self.inverse]
+
+
+def distinct(values: np.ndarray):
+    """``(unique, inverse)`` of int64 `values`, as ``np.unique(values, return_inverse=True)``:
+    by a table over the values' range where it is small (a block's ids usually are), which
+    needs no sort, else by ``np.unique``."""
+    if not len(values):
+        return np.unique(values, return_inverse=True)
+    low, high = int(values.min()), int(values.max())
+    if high - low > 4 * len(values) + 4096:
+        unique, inverse = np.unique(values, return_inverse=True)
+        return unique, inverse.reshape(-1)
+    offsets = values - low  # the span fits: no overflow
+    seen = np.zeros(high - low + 1, bool)
+    seen[offsets] = True
+    present = np.flatnonzero(seen)
+    position = np.zeros(len(seen), np.intp)
+    position[present] = np.arange(len(present))
+    return present + low, position[offsets]
+
+
+_POWERS = 10 ** np.arange(1, 20, dtype=np.uint64)  # 10 .. 10^19 (uint64 holds 1.8e19)
+
+
+def decimal_widths(values: np.ndarray) -> np.ndarray:
+    """``len(str(v))`` of each int64 `v`, without making the strings."""
+    values = np.asarray(values, np.int64)
+    negative = values < 0
+    magnitude = values.astype(np.uint64)
+    magnitude[negative] = (~values[negative]).astype(np.uint64) + np.uint64(1)  # no overflow
+    return np.searchsorted(_POWERS, magnitude, side="right") + 1 + negative
 
 
 def field_widths(block: str, delimiter: str, rows: int, fields: int) -> Optional[np.ndarray]:
@@ -83,9 +122,8 @@ def canonical_int_ids(block: str, delimiter: str, parsed: np.ndarray,
         return None
     out = {}
     for j in fields:
-        unique, inverse = np.unique(parsed[f"f{j}"], return_inverse=True)
-        canonical = np.fromiter(map(len, map(str, unique.tolist())), np.int64, len(unique))
-        if not np.array_equal(canonical[inverse], widths[:, j]):
+        unique, inverse = distinct(parsed[f"f{j}"])
+        if not np.array_equal(decimal_widths(unique)[inverse], widths[:, j]):
             return None
-        out[j] = IntIds(unique, inverse.reshape(-1))
+        out[j] = IntIds(unique, inverse)
     return out
