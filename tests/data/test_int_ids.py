@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from csv_tables import assert_same_table, csv_reader_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,23 +35,6 @@ def write(tmp_path, lines, name="log.csv", header=HEADER, newline="\n"):
     text = "".join([header, *lines])
     path.write_bytes(text.replace("\n", newline).encode("utf-8"))
     return path
-
-
-def csv_reader_table(path, chunk_rows=8):
-    mapping = readers.normalized_event_labels(None)
-    caches = {"id": {}, "event": {}, "request_id": {}}
-    buffer = chunks.ColumnBuffer()
-    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows):
-        assert chunk.exact
-        buffer.append(readers.convert_interactions(chunk, mapping, caches))
-    return buffer.arrays()
-
-
-def assert_same_table(got, want):
-    assert sorted(got) == sorted(want)
-    for name in want:
-        assert got[name].dtype == want[name].dtype, name
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def id_kinds(path, chunk_rows=8):
@@ -125,7 +109,7 @@ def test_integer_ids_come_as_integers_and_the_table_is_the_csv_readers(tmp_path,
                  header=header)
     assert id_kinds(path) == [(True, True)] * 5
     table = readers.read_interactions_csv(path, chunk_rows=8)
-    assert_same_table(table, csv_reader_table(path))
+    assert_same_table(table, csv_reader_table(path, 8))
     assert table["user_id"].dtype == object and table["user_id"][0] == "-3"
     assert table["item_id"][5] == "100001"  # row 5: 10 ** 5 + 1, by hand
     # Equal ids are one object, across columns and chunks.
@@ -145,7 +129,7 @@ def test_ids_written_otherwise_are_read_as_written(tmp_path, spelling):
     assert kinds[:2] == [(True, True)] * 2
     assert not any(user or item for user, item in kinds[2:])  # str from there on
     table = readers.read_interactions_csv(path, chunk_rows=8)
-    assert_same_table(table, csv_reader_table(path))
+    assert_same_table(table, csv_reader_table(path, 8))
     assert table["item_id"][19] == spelling.strip()
 
 
@@ -157,7 +141,7 @@ def test_a_block_outside_the_bmp_reads_its_ids_as_str_and_the_next_tries_again(t
     path = write(tmp_path, lines)
     assert id_kinds(path) == [(True, True)] * 2 + [(False, False)] + [(True, True)] * 2
     table = readers.read_interactions_csv(path, chunk_rows=8)
-    assert_same_table(table, csv_reader_table(path))
+    assert_same_table(table, csv_reader_table(path, 8))
     assert table["item_id"][19] == spelling.strip()
 
 
@@ -166,7 +150,7 @@ def test_crlf_line_ends_and_an_id_in_the_last_column(tmp_path):
                  header="user_id,timestamp,item_id\n", newline="\r\n")
     assert id_kinds(path) == [(True, True)] * 3
     table = readers.read_interactions_csv(path, chunk_rows=8)
-    assert_same_table(table, csv_reader_table(path))
+    assert_same_table(table, csv_reader_table(path, 8))
     assert table["item_id"].tolist()[:5] == ["0", "1", "2", "3", "0"]
 
 
@@ -175,7 +159,7 @@ def test_errors_in_other_columns_of_an_integer_id_block_are_the_csv_readers(tmp_
     lines[21] = "5,7,-1,1000\n"  # line 23 of the file: a negative label
     path = write(tmp_path, lines)
     with pytest.raises(Exception) as want:
-        csv_reader_table(path)
+        csv_reader_table(path, 8)
     with pytest.raises(Exception) as got:
         readers.read_interactions_csv(path, chunk_rows=8)
     assert str(got.value) == str(want.value) and "line 23" in str(got.value)

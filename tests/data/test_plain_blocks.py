@@ -6,6 +6,7 @@ every table must equal it exactly, every error must carry its message.
 
 import numpy as np
 import pytest
+from csv_tables import assert_same_table, csv_reader_table
 
 from tfrecall.io import chunks, movielens, readers
 from tfrecall.io.errors import DataError
@@ -29,24 +30,6 @@ def write(tmp_path, lines, name="log.csv"):
     path = tmp_path / name
     path.write_bytes("".join([HEADER, *lines]).encode("utf-8"))
     return path
-
-
-def csv_reader_table(path, chunk_rows):
-    """The table as the csv reader's path converts it (no numpy parse)."""
-    mapping = readers.normalized_event_labels(None)
-    caches = {"id": {}, "event": {}, "request_id": {}}
-    buffer = chunks.ColumnBuffer()
-    for chunk in chunks.read_chunks(path, chunk_rows=chunk_rows):
-        assert chunk.exact
-        buffer.append(readers.convert_interactions(chunk, mapping, caches))
-    return buffer.arrays()
-
-
-def assert_same_table(got, want):
-    assert sorted(got) == sorted(want)
-    for name in want:
-        assert got[name].dtype == want[name].dtype, name
-        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def plain_flags(path, chunk_rows):
