@@ -380,3 +380,22 @@ def test_popularity_matches_the_generic_full_catalogue_ranking_without_ties():
     want = evaluate_ranking(lambda users: np.broadcast_to(pop, (len(users), 300)), 300,
                             targets, exclude, (10, 50), item_popularity=pop)
     assert got == pytest.approx(want)
+
+
+def test_itemcf_and_ease_fit_int32_indices_as_int64_ones():
+    """The evaluation set holds its training pairs as int32; user x num_items overflows
+    int32 here (69,999 x 40,000), so a fit that multiplied in int32 would differ."""
+    from tfrecall.evaluation.baselines import EASE
+
+    rng = np.random.default_rng(3)
+    num_users, num_items = 70_000, 40_000
+    users = np.concatenate([[69_999, 69_999, 0, 0, 12], rng.integers(0, num_users, 200)])
+    items = np.concatenate([[39_999, 3, 39_999, 3, 3], rng.integers(0, 50, 200)])
+    rows = np.array([69_999, 0, 12, 7])
+    for model in (ItemCF(num_neighbors=10), EASE(l2=3.0)):
+        wide = model.fit(users.astype(np.int64), items.astype(np.int64), num_users,
+                         num_items).score(rows)
+        narrow = model.fit(users.astype(np.int32), items.astype(np.int32), num_users,
+                           num_items).score(rows)
+        np.testing.assert_array_equal(narrow, wide)
+        assert wide[0, 39_999] > 0 and wide[1, 3] > 0  # the pairs across the overflow count

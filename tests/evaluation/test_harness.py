@@ -27,6 +27,17 @@ def test_pairs_are_test_positives_outside_the_training_items():
     assert count_pairs(make_eval_set(train, test, USERS, CATALOGUE, exclude_train=False)) == 2
 
 
+def test_training_pairs_are_int32_indices_of_the_training_positives():
+    train = _log([("u2", "c", 1), ("u1", "a", 1), ("u1", "zz", 1), ("u2", "a", 0)])
+    eval_set = make_eval_set(train, _log([("u1", "b", 1)]), USERS, CATALOGUE)
+    # By hand: (u2, c) and (u1, a) in log order; "zz" is off the catalogue, (u2, a) an
+    # exposure.
+    assert eval_set.train_user_idx.dtype == np.int32 == eval_set.train_item_idx.dtype
+    assert eval_set.train_user_idx.tolist() == [1, 0]
+    assert eval_set.train_item_idx.tolist() == [2, 0]
+    assert dict(eval_set.exclude) == {1: frozenset({2}), 0: frozenset({0})}
+
+
 def test_nothing_to_evaluate_is_an_error_naming_the_split():
     train = _log([("u1", "a", 1)])
     test = _log([("u1", "a", 1), ("u2", "b", 0)])

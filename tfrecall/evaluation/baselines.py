@@ -45,13 +45,15 @@ def _check_count(name: str, value) -> int:
 
 
 def _check_indices(name: str, values, upper: int, upper_name: str) -> np.ndarray:
-    """`values` as a 1-D int64 array in [0, upper); errors name the argument and value."""
+    """`values` as a 1-D int32 or int64 array in [0, upper) (int32 kept: no copy of a
+    large log's pairs); errors name the argument and value."""
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name} must hold integer indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
+    if arr.dtype != np.int32:
+        arr = arr.astype(np.int64, copy=False)
     if arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0:
@@ -376,7 +378,8 @@ class ItemCF:
         # several times faster than np.unique's hash path (numpy 2.4) on millions of pairs.
         # The pairs' arrays are sorted in place and split into int32 halves without int64
         # temporaries (a 20M-pair fit's peak: +472 -> +370 MiB; BENCHMARKS.md).
-        pairs = users * num_items
+        pairs = users.astype(np.int64)  # a new array either way: sorted in place below
+        pairs *= num_items
         pairs += items
         pairs.sort()
         distinct = np.empty(len(pairs), bool)
