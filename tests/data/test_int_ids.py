@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tfrecall.io import chunks, readers
+from tfrecall.io.errors import DataError
 from tfrecall.io.int_ids import (
     IntIds,
     canonical_int_ids,
@@ -108,6 +109,10 @@ def test_integer_ids_come_as_integers_and_the_table_is_the_csv_readers(tmp_path,
     path = write(tmp_path, [row.replace("\n", other + "\n") for row in int_rows()],
                  header=header)
     assert id_kinds(path) == [(True, True)] * 5
+    first = next(chunks.read_chunks(path, chunk_rows=8, numbers=readers.NUMBER_COLUMNS,
+                                    int_ids=readers.ID_COLUMNS))
+    assert chunks.to_strings(first, "user_id").tolist() == [
+        str((r * 7) % 13 - 3) for r in range(8)]  # by hand: int_rows' users
     table = readers.read_interactions_csv(path, chunk_rows=8)
     assert_same_table(table, csv_reader_table(path, 8))
     assert table["user_id"].dtype == object and table["user_id"][0] == "-3"
@@ -154,15 +159,24 @@ def test_crlf_line_ends_and_an_id_in_the_last_column(tmp_path):
     assert table["item_id"].tolist()[:5] == ["0", "1", "2", "3", "0"]
 
 
-def test_errors_in_other_columns_of_an_integer_id_block_are_the_csv_readers(tmp_path):
+@pytest.mark.parametrize("line,column", [
+    ("5,7,-1,1000\n", "label"),          # a negative label
+    ("5,7,nan,1000\n", "label"),         # a NaN label
+    ("5,,3,1000\n", "item_id"),          # an empty id
+    ("5, ,3,1000\n", "item_id"),         # an id of spaces only
+    ("5,7,3,yesterday\n", "timestamp"),  # a timestamp nothing parses
+    ("5,7,3\n", None),                   # a missing field
+])
+def test_bad_rows_in_an_integer_id_log_are_the_csv_readers_errors(tmp_path, line, column):
     lines = int_rows()
-    lines[21] = "5,7,-1,1000\n"  # line 23 of the file: a negative label
+    lines[21] = line  # line 23 of the file, in the third block of 8
     path = write(tmp_path, lines)
-    with pytest.raises(Exception) as want:
+    with pytest.raises(DataError) as want:
         csv_reader_table(path, 8)
-    with pytest.raises(Exception) as got:
+    with pytest.raises(DataError) as got:
         readers.read_interactions_csv(path, chunk_rows=8)
     assert str(got.value) == str(want.value) and "line 23" in str(got.value)
+    assert column is None or f"column {column!r}" in str(got.value)
 
 
 def test_a_character_that_crashes_numpys_integer_parser_is_an_error_not_a_crash(tmp_path):

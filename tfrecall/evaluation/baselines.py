@@ -165,6 +165,11 @@ class EASE:
                 f"{num_active_items} items, over its budget of "
                 f"{self.max_bytes / 2**30:.1f} GiB (max_bytes)")
 
+    def check_pairs_budget(self, user_idx: np.ndarray, item_idx: np.ndarray) -> None:
+        """`check_budget` for training pairs, counted as `fit` counts them: the distinct
+        users and items that have a pair (catalogue items never positive take no room)."""
+        self.check_budget(len(np.unique(user_idx)), len(np.unique(item_idx)))
+
     def fit(self, user_idx: np.ndarray, item_idx: np.ndarray, num_users: int,
             num_items: int) -> "EASE":
         """Solves for the item-item weights from training pairs (repeats count once).

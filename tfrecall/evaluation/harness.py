@@ -220,7 +220,7 @@ def evaluate_ease(eval_set: EvalSet, ks: Sequence[int], l2: float = None,
     # The budget is checked before the lambda grid builds its validation slice (on a
     # 25M-row log that slice alone took 29 s and 1.3 GiB only to find EASE too large).
     # Active users/items counted over all training pairs bound every fit of the grid.
-    EASE(1.0, max_bytes).check_budget(len(np.unique(args[0])), len(np.unique(args[1])))
+    EASE(1.0, max_bytes).check_pairs_budget(args[0], args[1])
     if l2 is None:
         l2, _ = select_ease_l2(*args, k=max(ks), max_bytes=max_bytes)
     ease = EASE(l2, max_bytes).fit(*args)

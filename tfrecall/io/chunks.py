@@ -52,7 +52,8 @@ class Chunk:
       path: the file.
       columns: column name -> the raw str values (a tuple, or an object array); a column
         `read_chunks` was asked to parse as a number may instead be a numeric array,
-        one it was asked to parse as integer ids an `IntIds` (`to_ids` takes both).
+        one it was asked to parse as integer ids an `IntIds` (`to_ids` and `to_strings`
+        take both).
       lines: ``(n,) int64`` the 1-based line on which each row starts.
     """
 

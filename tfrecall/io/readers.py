@@ -106,7 +106,7 @@ def read_interactions_csv(
     for number, chunk in enumerate(read_chunks(path, chunk_rows=chunk_rows,
                                                numbers=NUMBER_COLUMNS, int_ids=ID_COLUMNS)):
         if number == 0:
-            require_columns(chunk, ("user_id", "item_id"))
+            require_columns(chunk, ID_COLUMNS)
             ignored = [c for c in chunk.columns if c not in INTERACTION_COLUMNS]
             if ignored:
                 logger.warning("%s: ignoring column(s) %s; interactions use %s",

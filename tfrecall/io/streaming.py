@@ -268,7 +268,7 @@ def scan_interactions_csv(
                                     numbers=readers.NUMBER_COLUMNS,
                                     int_ids=readers.ID_COLUMNS):
         if first:
-            chunks.require_columns(chunk, ("user_id", "item_id"))
+            chunks.require_columns(chunk, readers.ID_COLUMNS)
             _require_stats_columns(chunk, stats, set(chunk.columns) | {"label", "positive"})
             first = False
         # Fresh caches per chunk (None): a shared id cache would grow with the log.

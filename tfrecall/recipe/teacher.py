@@ -187,8 +187,7 @@ def resolve_teacher(config, train: RecallData, user_ids: np.ndarray, catalogue: 
     pairs = positive_index_pairs(train, user_ids, catalogue)
     if mode == "auto":
         try:  # a catalogue's items never positive take no room in EASE
-            EASE(1.0, teacher.max_bytes).check_budget(len(np.unique(pairs[0])),
-                                                      len(np.unique(pairs[1])))
+            EASE(1.0, teacher.max_bytes).check_pairs_budget(*pairs)
         except MemoryError as e:
             log(f"teacher: off ({e})")
             return "off", None
